@@ -1,0 +1,1 @@
+"""trimix directory package."""

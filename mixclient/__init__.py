@@ -1,0 +1,1 @@
+"""trimix mixclient package."""

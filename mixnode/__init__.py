@@ -1,0 +1,1 @@
+"""trimix mixnode package."""

@@ -1,0 +1,1 @@
+"""Anonymity simulator for researchers."""

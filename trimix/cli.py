@@ -1,0 +1,17 @@
+"""The `trimix` command line: one group, one sub-group per part of the system."""
+
+from __future__ import annotations
+
+import click
+
+from trimix import __version__
+from trimix.sphinx_cli import sphinx
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="trimix")
+def main() -> None:
+    """trimix: a metadata-minimizing mixnet transport layer."""
+
+
+main.add_command(sphinx)
