@@ -1,0 +1,5 @@
+"""`python -m trimix` runs the command line."""
+
+from trimix.cli import main
+
+main()
