@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from trimix import __version__
+from trimix.authority_cli import authority
 from trimix.sphinx_cli import sphinx
 
 
@@ -15,3 +16,4 @@ def main() -> None:
 
 
 main.add_command(sphinx)
+main.add_command(authority)
