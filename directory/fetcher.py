@@ -24,6 +24,7 @@ import httpx
 import trio
 
 from directory.consensus import Consensus
+from directory.counters import Counters
 from directory.endpoints import AuthorityEndpoint
 from directory.epoch import EpochClock
 from directory.errors import ConsensusUnavailableError, DirectoryError
@@ -61,6 +62,8 @@ class ConsensusFetcher:
         self.rng = rng
         self.now = now
         self.request_timeout = request_timeout
+        self.counters = Counters()
+        """Fetch outcomes: fetched, from_cache, unreachable, unavailable, rejected."""
         self.current: Consensus | None = None
         """The consensus of the current epoch, once `run` has it."""
         self._documents: dict[int, Consensus] = {}
@@ -78,6 +81,7 @@ class ConsensusFetcher:
             return known
         cached = self._read_cache(epoch)
         if cached is not None:
+            self.counters.increment("consensus.from_cache")
             return self._remember(cached)
         order = list(self.authorities)
         self.rng.shuffle(order)
@@ -88,9 +92,11 @@ class ConsensusFetcher:
                     document = await self._get(client, authority, epoch)
                     consensus = self.verify(document, epoch)
                 except (httpx.HTTPError, DirectoryError) as error:
+                    self.counters.increment(f"consensus.{_outcome(error)}")
                     failures.append(f"{authority.url}: {_describe(error)}")
                     log.debug("consensus %d: authority %d of %d failed", epoch, position + 1, len(order))
                     continue
+                self.counters.increment("consensus.fetched")
                 self._write_cache(epoch, document)
                 return self._remember(consensus)
         raise ConsensusUnavailableError(
@@ -209,6 +215,14 @@ class ConsensusFetcher:
         delay = deadline_ms / 1000 - self.now()
         if delay > 0:
             await trio.sleep(delay)
+
+
+def _outcome(error: Exception) -> str:
+    if isinstance(error, httpx.HTTPError):
+        return "unreachable"
+    if isinstance(error, ConsensusUnavailableError):
+        return "unavailable"
+    return "rejected"
 
 
 def _describe(error: Exception) -> str:
