@@ -1,0 +1,143 @@
+"""The adversary's view of every node's pool, as needed by the pool-mass method.
+
+At an honest node the adversary sees packets enter and leave but not which is which. With
+exponential delays every packet in a pool is equally likely to be the next to leave
+(memorylessness), so the adversary's posterior for a departing packet is the average of
+what it believes about the packets in the pool, each weighted by the chance it is still
+there. If k packets are in the pool when one leaves, each takes 1/k of the pool's
+probability mass along with it, and the pool keeps (1 − 1/k) of it. So the weight of an
+earlier arrival a in a later departure d at the same node is
+
+    w(a, d) = (1 / k_d) · Π over departures d' between a and d of (1 − 1/k_d')
+            = exp(C(d⁻) − C(a)) / k_d,
+
+where C is the running sum of log(1 − 1/k) over the node's departures. When a pool empties
+(k = 1) everything before it is gone; such a departure ends a busy period, and arrivals and
+departures in different busy periods do not mix.
+
+The adversary is assumed to know how many packets each pool holds at all times (a standard
+and conservative assumption of the method: it can only make the adversary stronger).
+
+This module sorts all arrival and departure events by (node, time) and computes, per event,
+its position in that order, C, the busy period, and k. Because every pool empties at the end
+of the run, the positions, C and the busy periods are monotone over the whole sorted
+sequence, so later look-ups are plain binary searches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulations.eventlog import EventLog, NodeRole
+
+_NODE_SHIFT = 43  # bits below the node id in the sort key: time ticks and the arrival/departure bit
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PoolView:
+    """Per hop row (its departure event) and per arrival event (in event order)."""
+
+    transparent: np.ndarray  # bool per row: the node is corrupt, so it links in and out
+    cover_link: np.ndarray  # bool per row: the packet came in on a link no client packet uses
+    pos_out: np.ndarray  # int64 per row: position of the departure event
+    c_out: np.ndarray  # float64 per row: C just before the departure
+    busy_out: np.ndarray  # int64 per row: busy period of the departure
+    size_out: np.ndarray  # int32 per row: packets in the pool as it leaves, itself included
+    arr_row: np.ndarray  # int64: rows of arrival events, in event order
+    arr_pos: np.ndarray  # int64: their positions (increasing)
+    arr_negc: np.ndarray  # float64: −C at each arrival (non-decreasing)
+    arr_busy: np.ndarray  # int64: busy period of each arrival (non-decreasing)
+
+
+def event_order(log: EventLog) -> np.ndarray:
+    """Indices of all events sorted by (node, time, arrival before departure).
+
+    Event i < rows is the arrival of row i; event rows + i is its departure. Times are
+    compared after rounding to a tick small enough that the sort key fits 64 bits.
+    """
+    rows = log.rows
+    if log.nodes >= 1 << (63 - _NODE_SHIFT):
+        raise ValueError(f"too many nodes for the event sort key: {log.nodes}")
+    t_max = float(max(np.max(log.t_out, initial=0.0), 1.0))
+    tick = max(1e-9, t_max / float(1 << (_NODE_SHIFT - 2)))
+    node_part = log.node.astype(np.int64) << _NODE_SHIFT
+    keys = np.empty(2 * rows, np.int64)
+    keys[:rows] = node_part | ((log.t_in / tick).astype(np.int64) << 1)
+    keys[rows:] = node_part | ((log.t_out / tick).astype(np.int64) << 1) | 1
+    del node_part
+    return np.argsort(keys)
+
+
+def cover_links(log: EventLog) -> np.ndarray:
+    """Rows whose packet arrived over a link that client packets never take.
+
+    Client packets move forward only: client → ingress → layer 1 → … → layer L → egress
+    (without gateways, client → layer 1 and layer L → client). Any other link between nodes,
+    such as layer L → layer 1, carries only mixes' own loops; the adversary sees the link, so
+    it knows such a packet came from no client.
+    """
+    cover = np.zeros(log.rows, bool)
+    later = np.flatnonzero(log.row_hop() > 0)
+    if later.shape[0] == 0:
+        return cover
+    prev, cur = log.node[later - 1], log.node[later]
+    prev_role, cur_role = log.node_role[prev], log.node_role[cur]
+    prev_layer, cur_layer = log.node_layer[prev].astype(np.int64), log.node_layer[cur].astype(np.int64)
+    last_layer = int(log.node_layer.max(initial=0))
+    forward = (
+        ((prev_role == NodeRole.INGRESS) & (cur_role == NodeRole.MIX) & (cur_layer == 0))
+        | ((prev_role == NodeRole.MIX) & (cur_role == NodeRole.MIX) & (cur_layer == prev_layer + 1))
+        | ((prev_role == NodeRole.MIX) & (cur_role == NodeRole.EGRESS) & (prev_layer == last_layer))
+    )
+    cover[later] = ~forward
+    return cover
+
+
+def pool_view(log: EventLog) -> PoolView:
+    rows = log.rows
+    order = event_order(log)
+    is_arrival = order < rows
+    step = np.where(is_arrival, 1, -1).astype(np.int32)
+    occupancy = np.cumsum(step, dtype=np.int64)  # after each event
+    del step
+    dep_pos = np.nonzero(~is_arrival)[0]
+    dep_row = order[dep_pos] - rows
+    size = (occupancy[dep_pos] + 1).astype(np.int32)
+    del occupancy
+    ends_busy = size == 1
+    factor = np.zeros(2 * rows, np.float64)
+    factor[dep_pos[~ends_busy]] = np.log1p(-1.0 / size[~ends_busy])
+    c_after = np.cumsum(factor)
+    del factor
+    resets = np.zeros(2 * rows, np.int64)
+    resets[dep_pos[ends_busy]] = 1
+    busy_after = np.cumsum(resets)
+    del resets
+
+    pos_out = np.empty(rows, np.int64)
+    pos_out[dep_row] = dep_pos
+    # Every departure follows its own arrival at the same node, so the event just before it
+    # is in the same node's sequence: C and the busy period there are the departure's own.
+    c_out = np.empty(rows, np.float64)
+    c_out[dep_row] = c_after[dep_pos - 1]
+    busy_out = np.empty(rows, np.int64)
+    busy_out[dep_row] = busy_after[dep_pos - 1]
+    size_out = np.empty(rows, np.int32)
+    size_out[dep_row] = size
+
+    arr_pos = np.nonzero(is_arrival)[0]
+    arr_row = order[arr_pos]
+    return PoolView(
+        transparent=log.corrupt[log.node],
+        cover_link=cover_links(log),
+        pos_out=pos_out,
+        c_out=c_out,
+        busy_out=busy_out,
+        size_out=size_out,
+        arr_row=arr_row,
+        arr_pos=arr_pos,
+        arr_negc=-c_after[arr_pos],
+        arr_busy=busy_after[arr_pos],
+    )

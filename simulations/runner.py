@@ -1,0 +1,53 @@
+"""One simulation run, end to end: generate the event log, pick targets, measure."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from simulations.config import SimConfig
+from simulations.eventlog import EventLog, PacketKind
+from simulations.metrics import StageProgress, Window, measure
+from simulations.model import generate
+from simulations.result import Result
+
+logger = logging.getLogger(__name__)
+
+
+def measurement_window(config: SimConfig) -> Window:
+    return Window(config.effective_warmup, config.effective_duration)
+
+
+def choose_targets(log: EventLog, count: int, window: Window, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``count`` real messages delivered within the window, uniformly at random, in packet order."""
+    delivered = log.delivered()
+    candidates = np.flatnonzero((log.kind == PacketKind.REAL) & (delivered >= window.start) & (delivered <= window.end))
+    if candidates.shape[0] <= count:
+        if candidates.shape[0] < count:
+            logger.warning("only %d real messages delivered in the window; measuring all", candidates.shape[0])
+        return candidates
+    return np.sort(rng.choice(candidates, size=count, replace=False))
+
+
+def run(config: SimConfig, *, progress: StageProgress | None = None) -> Result:
+    """Simulate ``config`` and measure it. Deterministic for a given ``config.seed``."""
+    model_rng, target_rng = np.random.default_rng(config.seed).spawn(2)
+    if progress is not None:
+        progress("generating traffic", 0, 1)
+    log = generate(config, model_rng)
+    if progress is not None:
+        progress("generating traffic", 1, 1)
+    window = measurement_window(config)
+    targets = choose_targets(log, config.targets, window, target_rng)
+    metrics = measure(
+        log, targets, window, epsilon=config.epsilon, mass_floor=config.mass_floor, progress=progress
+    )
+    return Result(
+        config=config,
+        summary=metrics.summary,
+        entropy=metrics.entropy,
+        delta=metrics.delta,
+        latency=metrics.latency,
+        pool_by_layer=metrics.pool_by_layer,
+    )

@@ -1,0 +1,216 @@
+"""Sender distributions of target messages by the pool-mass method, traced backwards.
+
+Forwards, the pool-mass method gives every packet leaving an honest node the average
+belief of the node's pool (see `simulations.pools`): for departure d,
+
+    P_d = Σ over earlier arrivals a at the node of w(a, d) · P_a,
+
+where P_a is the belief about the packet that arrived (the belief it left its previous node
+with), a point mass on the client for a packet fresh from its sender, and at a corrupt node
+simply the belief about the same packet on its way in. That is a linear map, so the sender
+distribution of a target is obtained by running it backwards from the target's final
+departure: put weight 1 there, hand each departure's weight to the earlier arrivals of its
+node in proportion w(a, d), step from each arrival to the same packet's departure from its
+previous node, and collect the weight that reaches packets' sources. Only the target's
+causal past is touched.
+
+Within a busy period, w(a, d) = exp(C_d − C_a) / k_d factorises, so the weight all departures
+of one target at one node hand to arrival a is exp(−C_a) times a suffix sum over those
+departures; it is computed for all targets of a batch at once, and weights below
+``mass_floor`` are cut off (the mass lost that way is reported).
+
+Mass that reaches a mix loop's source, or a packet on a link only mix loops use, belongs to
+no client. A target is a packet delivered
+to a client, which a mix loop never is, so the adversary conditions on a client having sent
+it: client weights are renormalised, and the mass removed is reported as ``node_mass``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulations.eventlog import EventLog, PacketKind
+from simulations.pools import PoolView
+from simulations.segments import expand_ranges, segment_starts, segmented_suffix_sum, sum_by_key
+
+Progress = Callable[[int, int], None]
+
+_CHUNK = 256.0  # largest spread of C among one group's departures: keeps exp() finite
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SenderDistributions:
+    """For target i, clients ``client[offsets[i]:offsets[i+1]]`` with their probabilities."""
+
+    targets: np.ndarray  # int64 packet ids
+    offsets: np.ndarray  # int64, len targets + 1
+    client: np.ndarray  # int64, increasing within a target
+    probability: np.ndarray  # float64, sums to 1 within a target
+    node_mass: np.ndarray  # float64 per target: traced mass that reached mix loops
+    traced_mass: np.ndarray  # float64 per target: mass that reached any source (1 − what the floor cut)
+
+    def of(self, index: int) -> dict[int, float]:
+        """The distribution of one target, as {client: probability}."""
+        lo, hi = int(self.offsets[index]), int(self.offsets[index + 1])
+        return dict(zip(self.client[lo:hi].tolist(), self.probability[lo:hi].tolist()))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Tables:
+    """Per-row look-ups shared by all batches."""
+
+    row_packet: np.ndarray
+    is_first: np.ndarray
+    last_row: np.ndarray
+    positions: int
+
+
+def trace_senders(
+    log: EventLog,
+    view: PoolView,
+    targets: np.ndarray,
+    *,
+    mass_floor: float,
+    progress: Progress | None = None,
+    entry_budget: int = 3_000_000,
+) -> SenderDistributions:
+    """The adversary's sender distribution for each target packet (each must come from a client)."""
+    targets = np.asarray(targets, dtype=np.int64)
+    if np.any(log.kind[targets] == PacketKind.MIX_LOOP):
+        raise ValueError("targets must be client packets")
+    is_first = np.zeros(log.rows, bool)
+    is_first[log.first_row[:-1]] = True
+    tables = _Tables(log.row_packet(), is_first, log.last_row(), 2 * log.rows)
+    from_client = log.kind != PacketKind.MIX_LOOP
+
+    offsets = [np.zeros(1, np.int64)]
+    clients: list[np.ndarray] = []
+    probabilities: list[np.ndarray] = []
+    node_mass: list[np.ndarray] = []
+    traced: list[np.ndarray] = []
+    total = targets.shape[0]
+    done = 0
+    batch = 8
+    while done < total:
+        chunk = targets[done : done + batch]
+        b = chunk.shape[0]
+        src_j, src_packet, src_w, peak = _trace_batch(view, tables, chunk, mass_floor)
+        own = src_packet >= 0
+        own[own] = from_client[src_packet[own]]
+        node_mass.append(np.bincount(src_j[~own], weights=src_w[~own], minlength=b))
+        traced.append(np.bincount(src_j, weights=src_w, minlength=b))
+        keys, mass = sum_by_key(src_j[own] * log.clients + log.source[src_packet[own]], src_w[own])
+        owner = keys // log.clients
+        client_total = np.bincount(owner, weights=mass, minlength=b)
+        clients.append(keys % log.clients)
+        probabilities.append(mass / client_total[owner])
+        offsets.append(offsets[-1][-1] + np.cumsum(np.bincount(owner, minlength=b)))
+        done += b
+        if progress is not None:
+            progress(done, total)
+        per_target = max(peak / b, 1.0)
+        batch = int(min(4096, max(1, entry_budget // per_target)))
+    return SenderDistributions(
+        targets=targets,
+        offsets=np.concatenate(offsets),
+        client=np.concatenate(clients) if clients else np.zeros(0, np.int64),
+        probability=np.concatenate(probabilities) if probabilities else np.zeros(0),
+        node_mass=np.concatenate(node_mass) if node_mass else np.zeros(0),
+        traced_mass=np.concatenate(traced) if traced else np.zeros(0),
+    )
+
+
+def _trace_batch(
+    view: PoolView, tables: _Tables, targets: np.ndarray, floor: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Trace a batch of targets back to sources: (target index, source packet, weight) triples."""
+    j = np.arange(targets.shape[0], dtype=np.int64)
+    row = tables.last_row[targets]
+    weight = np.ones(targets.shape[0])
+    found_j: list[np.ndarray] = []
+    found_packet: list[np.ndarray] = []
+    found_w: list[np.ndarray] = []
+    peak = 0
+    while j.shape[0]:
+        # Sort the frontier by (target, departure position); merge weights on the same departure.
+        key = j * tables.positions + view.pos_out[row]
+        order = np.argsort(key, kind="stable")
+        key, j, row, weight = key[order], j[order], row[order], weight[order]
+        starts = segment_starts(np.concatenate([[True], key[1:] != key[:-1]]))
+        if starts.shape[0] != key.shape[0]:
+            weight = np.add.reduceat(weight, starts)
+            key, j, row = key[starts], j[starts], row[starts]
+
+        # Corrupt nodes link a departure to its own arrival.
+        through = view.transparent[row]
+        arr_j, arr_row, arr_w = [j[through]], [row[through]], [weight[through]]
+
+        honest = ~through
+        if honest.any():
+            hj, hrow, hw, hkey = j[honest], row[honest], weight[honest], key[honest]
+            e_j, e_row, e_w, entries = _spread_over_pools(view, hj, hrow, hw, hkey, tables.positions, floor)
+            peak = max(peak, entries)
+            arr_j.append(e_j)
+            arr_row.append(e_row)
+            arr_w.append(e_w)
+
+        a_j, a_row, a_w = np.concatenate(arr_j), np.concatenate(arr_row), np.concatenate(arr_w)
+        first = tables.is_first[a_row]
+        found_j.append(a_j[first])
+        found_packet.append(tables.row_packet[a_row[first]])
+        found_w.append(a_w[first])
+        # A packet that came in over a cover-only link is known to be no client's.
+        cover = view.cover_link[a_row]
+        found_j.append(a_j[cover])
+        found_packet.append(np.full(int(cover.sum()), -1, np.int64))
+        found_w.append(a_w[cover])
+        later = ~(first | cover)
+        j, row, weight = a_j[later], a_row[later] - 1, a_w[later]
+    return np.concatenate(found_j), np.concatenate(found_packet), np.concatenate(found_w), peak
+
+
+def _spread_over_pools(
+    view: PoolView,
+    j: np.ndarray,
+    row: np.ndarray,
+    weight: np.ndarray,
+    key: np.ndarray,
+    positions: int,
+    floor: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Hand the weight of departures from honest pools to those pools' earlier arrivals.
+
+    The departures are sorted by (target, position). A group is one target's departures
+    within one busy period of one node (and one band of C, so that exp() stays finite).
+    """
+    c = view.c_out[row]
+    busy = view.busy_out[row]
+    band = np.floor(-c / _CHUNK).astype(np.int64)
+    new = np.concatenate([[True], (j[1:] != j[:-1]) | (busy[1:] != busy[:-1]) | (band[1:] != band[:-1])])
+    gstart = segment_starts(new)
+    gid = np.cumsum(new) - 1
+    gend = np.concatenate([gstart[1:], [j.shape[0]]])
+    c0 = c[gstart]
+    # Suffix sums of weight · exp(C_d − c0) / k_d: what an arrival before departure d receives,
+    # up to its own factor exp(c0 − C_a).
+    suffix = segmented_suffix_sum(weight * np.exp(c - c0[gid]) / view.size_out[row], gid)
+    head = suffix[gstart]
+    # Arrivals that can matter: same busy period, before the group's last departure, and not
+    # so far back that even the largest suffix sum would fall below the floor.
+    lo = np.maximum(
+        np.searchsorted(view.arr_busy, busy[gstart], "left"),
+        np.searchsorted(view.arr_negc, -(c0 + np.log(head / floor)), "left"),
+    )
+    hi = np.searchsorted(view.arr_pos, view.pos_out[row[gend - 1]], "left")
+    count = np.maximum(hi - lo, 0)
+    group, arrival = expand_ranges(lo, count)
+    group_j = j[gstart][group]
+    # The first of the group's departures after each arrival.
+    after = np.searchsorted(key, group_j * positions + view.arr_pos[arrival], "right")
+    after = np.maximum(after, gstart[group])
+    w = np.exp(c0[group] + view.arr_negc[arrival]) * suffix[after]
+    keep = w >= floor
+    return group_j[keep], view.arr_row[arrival[keep]], w[keep], int(count.sum())
