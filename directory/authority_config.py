@@ -15,8 +15,8 @@ from typing import Any
 from directory.authority_core import AuthorityPolicy
 from directory.endpoints import AuthorityEndpoint
 from directory.epoch import DEFAULT_EPOCH_LENGTH_MS, DEFAULT_ORIGIN_MS, EpochClock
-from directory.errors import ConfigError
-from directory.parameters import Parameters
+from directory.errors import ConfigError, DirectoryError
+from directory.parameters import Parameters, parameters_from_array
 from sphinx_packets import Geometry, SphinxError
 
 SAMPLE_CONFIG = """\
@@ -126,6 +126,10 @@ def parse_authority_config(document: Mapping[str, Any], *, base: Path) -> Author
         lambda_m_mhz=_rate(parameters, "lambda_m", defaults.lambda_m_mhz),
         layers=_int(parameters, "layers", defaults.layers),
     )
+    try:
+        parameters_from_array(proposal.to_array())
+    except DirectoryError as error:
+        raise ConfigError(f"parameters: {error}") from None
     default_geometry = Geometry.default()
     try:
         shape = Geometry(

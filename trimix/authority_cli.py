@@ -82,6 +82,9 @@ def run(config_path: Path, log_level: str) -> None:
         level=getattr(logging, log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request with its URL at INFO: peer addresses stay out of the logs.
+    for noisy in ("httpx", "httpcore", "hpack"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         config = load_authority_config(config_path)
         key = read_key_file(config.key_file)
