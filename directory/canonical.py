@@ -30,9 +30,9 @@ def pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
 
-def unpack(data: bytes, *, what: str, max_size: int) -> Any:
+def unpack(data: bytes, *, what: str, max_size: int, check_canonical: bool = True) -> Any:
     """Decode canonical msgpack `data` of at most `max_size` bytes; `what` names the document
-    in error messages."""
+    in error messages. With `check_canonical=False` the caller checks the form itself."""
     if not isinstance(data, bytes):
         raise MalformedDocumentError(f"{what}: expected bytes, not {type(data).__name__}")
     if len(data) > max_size:
@@ -48,6 +48,8 @@ def unpack(data: bytes, *, what: str, max_size: int) -> Any:
         raise MalformedDocumentError(
             f"{what}: not valid msgpack ({type(error).__name__})"
         ) from None
+    if not check_canonical:
+        return obj
     try:
         again = pack(obj)
     except Exception:  # an object msgpack can read but not write back
@@ -55,6 +57,15 @@ def unpack(data: bytes, *, what: str, max_size: int) -> Any:
     if again != data:
         raise NonCanonicalEncodingError(f"{what}: not in canonical encoding")
     return obj
+
+
+def bin_header(length: int) -> bytes:
+    """The canonical msgpack header of a byte string of `length` bytes."""
+    if length < 1 << 8:
+        return b"\xc4" + length.to_bytes(1, "big")
+    if length < 1 << 16:
+        return b"\xc5" + length.to_bytes(2, "big")
+    return b"\xc6" + length.to_bytes(4, "big")
 
 
 def field_array(value: Any, what: str, size: int | None = None, *, max_size: int | None = None) -> list[Any]:

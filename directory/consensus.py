@@ -7,8 +7,9 @@ Encoding of the consensus body (docs/SPEC.md §2), a fixed-order array:
      parameters, geometry_hash, [[node_id, ...] per layer], [gateway node_id, ...],
      [descriptor, ...]]
 
-Node ids within a layer, the gateways and the descriptors (each the byte string of its own
-canonical encoding) are in ascending node-id order. The signed consensus is
+Node ids within a layer, the gateways and the descriptors (each embedded as its own
+`[body, signature]` array, so its canonical bytes appear unchanged) are in ascending
+node-id order. The signed consensus is
 
     ["trimix-signed-consensus-v1", body_bytes, [[authority_key, signature], ...]]
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from directory.canonical import (
+    bin_header,
     field_array,
     field_blob,
     field_bytes,
@@ -31,13 +33,12 @@ from directory.canonical import (
     pack,
     unpack,
 )
-from directory.descriptor import (
-    MAX_DESCRIPTOR_SIZE,
-    NodeDescriptor,
-    Role,
-    decode_descriptor,
+from directory.descriptor import NodeDescriptor, Role, descriptor_from_array
+from directory.errors import (
+    DuplicateSignatureError,
+    MalformedDocumentError,
+    NonCanonicalEncodingError,
 )
-from directory.errors import DuplicateSignatureError, MalformedDocumentError
 from directory.parameters import Parameters, parameters_from_array
 from directory.signatures import NODE_ID_SIZE, PUBLIC_KEY_SIZE, SIGNATURE_SIZE
 from directory.vote import GEOMETRY_HASH_SIZE, MAX_DESCRIPTORS
@@ -46,6 +47,7 @@ CONSENSUS_TAG = "trimix-consensus-v1"
 SIGNED_CONSENSUS_TAG = "trimix-signed-consensus-v1"
 MAX_CONSENSUS_SIZE = 16 * 1024 * 1024
 MAX_SIGNATURES = 64
+_ARRAY_OF_THREE = b"\x93"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +97,7 @@ class Consensus:
             self.geometry_hash,
             [list(layer) for layer in self.layers],
             list(self.gateways),
-            [d.to_bytes() for d in self.descriptors],
+            [d.to_array() for d in self.descriptors],
         ]
 
     def to_bytes(self) -> bytes:
@@ -123,16 +125,14 @@ def decode_consensus(body_bytes: bytes) -> Consensus:
     geometry_hash = field_bytes(body[6], "consensus geometry hash", GEOMETRY_HASH_SIZE)
     raw_layers = field_array(body[7], "consensus layers", parameters.layers)
     raw_gateways = field_array(body[8], "consensus gateways", max_size=MAX_DESCRIPTORS)
-    blobs = field_array(body[9], "consensus descriptors", max_size=MAX_DESCRIPTORS)
+    embedded = field_array(body[9], "consensus descriptors", max_size=MAX_DESCRIPTORS)
 
     descriptors = []
     mix_ids = set()
     gateway_ids = set()
     previous_id = b""
-    for blob in blobs:
-        descriptor = decode_descriptor(
-            field_blob(blob, "consensus descriptor", MAX_DESCRIPTOR_SIZE), verify=False
-        )
+    for entry in embedded:
+        descriptor = descriptor_from_array(entry, "consensus descriptor")
         if descriptor.epoch != epoch:
             raise MalformedDocumentError("consensus: a descriptor is for another epoch")
         current_id = descriptor.node_id
@@ -212,11 +212,23 @@ def decode_signed_consensus(data: bytes) -> SignedConsensus:
 
     A key that signs twice raises `DuplicateSignatureError`. Signatures are not verified
     here (see `verify_consensus`)."""
-    outer = unpack(data, what="signed consensus", max_size=MAX_CONSENSUS_SIZE)
+    outer = unpack(
+        data, what="signed consensus", max_size=MAX_CONSENSUS_SIZE, check_canonical=False
+    )
     field_array(outer, "signed consensus", 3)
     field_tag(outer[0], "signed consensus", SIGNED_CONSENSUS_TAG)
     body = field_blob(outer[1], "signed consensus body", MAX_CONSENSUS_SIZE)
     raw = field_array(outer[2], "signed consensus signatures", max_size=MAX_SIGNATURES)
+    # The canonical-form check, without re-encoding the (large) body: everything around it
+    # must be exactly what `pack` would write.
+    prefix = _ARRAY_OF_THREE + pack(SIGNED_CONSENSUS_TAG) + bin_header(len(body))
+    suffix = pack(raw)
+    if (
+        len(data) != len(prefix) + len(body) + len(suffix)
+        or not data.startswith(prefix)
+        or not data.endswith(suffix)
+    ):
+        raise NonCanonicalEncodingError("signed consensus: not in canonical encoding")
     signatures = []
     for entry in raw:
         field_array(entry, "consensus signature", 2)

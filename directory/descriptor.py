@@ -119,9 +119,13 @@ class NodeDescriptor:
         """The bytes the identity key signs: the canonical encoding of the body."""
         return pack(self.body())
 
+    def to_array(self) -> list[Any]:
+        """`[body, signature]`: how votes and consensuses embed the descriptor."""
+        return [self.body(), self.signature]
+
     def to_bytes(self) -> bytes:
         """The canonical encoding `[body, signature]`."""
-        return pack([self.body(), self.signature])
+        return pack(self.to_array())
 
     def has_valid_signature(self) -> bool:
         return verify_signature(self.identity_key, self.signature, self.signed_bytes())
@@ -179,6 +183,14 @@ def sign_descriptor(
     descriptor = descriptor_from_fields(body, b"\0" * SIGNATURE_SIZE)
     signature = signing_key.sign(pack(body))
     return replace(descriptor, signature=signature)
+
+
+def descriptor_from_array(value: Any, what: str = "descriptor") -> NodeDescriptor:
+    """A descriptor embedded in a vote or consensus as `[body, signature]` (its signature is
+    not checked here)."""
+    if type(value) is not list or len(value) != 2:
+        raise MalformedDocumentError(f"{what}: expected [body, signature]")
+    return descriptor_from_fields(value[0], value[1])
 
 
 def descriptor_from_fields(body: Any, signature: Any) -> NodeDescriptor:
@@ -298,9 +310,7 @@ def _descriptor_checked(body: Any, signature: Any) -> NodeDescriptor:
 def decode_descriptor(data: bytes, *, verify: bool = True) -> NodeDescriptor:
     """Decode a descriptor; with `verify`, also check its identity-key signature
     (`BadSignatureError` if it does not hold)."""
-    outer = unpack(data, what="descriptor", max_size=MAX_DESCRIPTOR_SIZE)
-    field_array(outer, "descriptor", 2)
-    descriptor = descriptor_from_fields(outer[0], outer[1])
+    descriptor = descriptor_from_array(unpack(data, what="descriptor", max_size=MAX_DESCRIPTOR_SIZE))
     # The canonical encoding of [body, signature] is a one-byte array header, the body's
     # bytes, and a two-byte bin header with the 64 signature bytes: slice, do not re-encode.
     signed = data[1 : len(data) - 2 - SIGNATURE_SIZE]

@@ -4,8 +4,8 @@ Encoding (docs/SPEC.md §2): `[body, signature]` where `body` is the fixed-order
 
     ["trimix-vote-v1", epoch, authority_key, parameters, geometry_hash, [descriptor, ...]]
 
-`parameters` is the array of `Parameters`; each descriptor is the byte string of its own
-canonical encoding, and they are sorted by node id, one per node. `signature` is the
+`parameters` is the array of `Parameters`; each descriptor is embedded as its own
+`[body, signature]` array, and they are sorted by node id, one per node. `signature` is the
 authority's Ed25519 signature of the canonical bytes of `body`.
 """
 
@@ -17,14 +17,13 @@ from typing import Any
 
 from directory.canonical import (
     field_array,
-    field_blob,
     field_bytes,
     field_int,
     field_tag,
     pack,
     unpack,
 )
-from directory.descriptor import MAX_DESCRIPTOR_SIZE, NodeDescriptor, decode_descriptor
+from directory.descriptor import NodeDescriptor, descriptor_from_array
 from directory.errors import BadSignatureError, MalformedDocumentError
 from directory.parameters import Parameters, parameters_from_array
 from directory.signatures import (
@@ -58,7 +57,7 @@ class Vote:
             self.authority_key,
             self.parameters.to_array(),
             self.geometry_hash,
-            [d.to_bytes() for d in self.descriptors],
+            [d.to_array() for d in self.descriptors],
         ]
 
     def signed_bytes(self) -> bytes:
@@ -115,17 +114,15 @@ def decode_vote(data: bytes) -> Vote:
     authority_key = field_bytes(body[2], "vote authority key", PUBLIC_KEY_SIZE)
     parameters = parameters_from_array(body[3])
     geometry_hash = field_bytes(body[4], "vote geometry hash", GEOMETRY_HASH_SIZE)
-    blobs = field_array(body[5], "vote descriptors", max_size=MAX_DESCRIPTORS)
+    embedded = field_array(body[5], "vote descriptors", max_size=MAX_DESCRIPTORS)
     field_bytes(signature, "vote signature", SIGNATURE_SIZE)
     signed = data[_array_header_size(2) : len(data) - 2 - SIGNATURE_SIZE]
     if not verify_signature(authority_key, signature, signed):
         raise BadSignatureError("vote: the authority's signature does not verify")
     descriptors = []
     previous_id = b""
-    for blob in blobs:
-        descriptor = decode_descriptor(
-            field_blob(blob, "vote descriptor", MAX_DESCRIPTOR_SIZE), verify=False
-        )
+    for entry in embedded:
+        descriptor = descriptor_from_array(entry, "vote descriptor")
         if descriptor.epoch != epoch:
             raise MalformedDocumentError("vote: a descriptor is for another epoch")
         current_id = descriptor.node_id

@@ -398,3 +398,21 @@ def test_geometry_is_in_votes() -> None:
     rng = random.Random(11)
     vote = make_vote(signing_key(rng), 2, [])
     assert vote.geometry_hash == GEOMETRY.hash()
+
+
+def test_signed_consensus_must_be_canonical_around_its_body() -> None:
+    key = signing_key(random.Random(12))
+    body = b"b" * 300
+    canonical = SignedConsensus(body, (AuthoritySignature(key.public_key, key.sign(body)),)).to_bytes()
+    assert decode_signed_consensus(canonical).body == body
+    tag = pack("trimix-signed-consensus-v1")
+    assert canonical.startswith(b"\x93" + tag + b"\xc5\x01\x2c")  # bin16 for 300 bytes
+    as_bin32 = canonical.replace(b"\xc5\x01\x2c", b"\xc6\x00\x00\x01\x2c", 1)
+    with pytest.raises(NonCanonicalEncodingError):
+        decode_signed_consensus(as_bin32)
+    as_array16 = b"\xdc\x00\x03" + canonical[1:]
+    with pytest.raises(NonCanonicalEncodingError):
+        decode_signed_consensus(as_array16)
+    trailing = canonical + b"\x00"
+    with pytest.raises(MalformedDocumentError):
+        decode_signed_consensus(trailing)
