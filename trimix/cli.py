@@ -6,6 +6,7 @@ import click
 
 from trimix import __version__
 from trimix.authority_cli import authority
+from trimix.simulate_cli import simulate
 from trimix.sphinx_cli import sphinx
 
 
@@ -16,4 +17,5 @@ def main() -> None:
 
 
 main.add_command(sphinx)
+main.add_command(simulate)
 main.add_command(authority)

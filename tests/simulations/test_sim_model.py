@@ -1,0 +1,155 @@
+"""The discrete-event model: streams, queues, paths, timings, and determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulations.config import SimConfig
+from simulations.eventlog import EventLog, NodeRole, PacketKind
+from simulations.errors import EventLogError
+from simulations.model import generate
+from simulations.runner import run
+from simulations.traffic import fifo_slots, poisson_streams
+
+COVERED = SimConfig(
+    clients=60, layers=3, width=4, gateways=3, mu=8.0, lambda_p=1.0, lambda_l=0.7, lambda_d=0.4, lambda_m=1.5,
+    workload="poisson", message_rate=0.4, active_fraction=0.5, corrupt_fraction=0.25, link_latency=0.005,
+    duration=200.0, warmup=5.0, targets=300, seed=11,
+)
+
+
+@pytest.fixture(scope="module")
+def log() -> EventLog:
+    generated = generate(COVERED, np.random.default_rng(COVERED.seed))
+    generated.validate()
+    return generated
+
+
+def test_poisson_streams_have_the_right_rate_and_order() -> None:
+    owner, times = poisson_streams(500, 2.0, 100.0, np.random.default_rng(0))
+    assert owner.shape[0] == pytest.approx(500 * 2.0 * 100.0, rel=0.02)
+    assert np.all(np.diff(owner) >= 0)
+    same = owner[1:] == owner[:-1]
+    assert np.all(np.diff(times)[same] >= 0)
+    assert times.min() >= 0 and times.max() <= 100.0
+
+
+def _fifo_by_hand(slots: list[list[float]], messages: list[list[float]]) -> list[int]:
+    out: list[int] = []
+    for client_slots, client_msgs in zip(slots, messages):
+        last = -1
+        for arrival in client_msgs:
+            j = next((i for i, s in enumerate(client_slots) if s > arrival and i > last), -1)
+            out.append(j)
+            if j >= 0:
+                last = j
+            else:
+                last = len(client_slots)
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.integers(0, 40), max_size=8).map(sorted),
+            st.lists(st.integers(0, 40), max_size=8).map(sorted),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_fifo_slots_match_a_queue_run_by_hand(per_client: list[tuple[list[int], list[int]]]) -> None:
+    # Integer times make ties between a slot and a message likely: a message that arrives
+    # exactly at a slot's time waits for the next slot.
+    slots = [[float(t) for t in s] for s, _ in per_client]
+    msgs = [[float(t) for t in m] for _, m in per_client]
+    slot_owner = np.array([c for c, s in enumerate(slots) for _ in s], np.int64)
+    msg_owner = np.array([c for c, m in enumerate(msgs) for _ in m], np.int64)
+    got = fifo_slots(
+        slot_owner, np.array([t for s in slots for t in s]), msg_owner, np.array([t for m in msgs for t in m]), len(slots)
+    )
+    assert got.tolist() == _fifo_by_hand(slots, msgs)
+
+
+def test_payload_streams_carry_real_messages_in_order(log: EventLog) -> None:
+    real = np.flatnonzero(log.kind == PacketKind.REAL)
+    assert np.all(log.created[real] <= log.emitted[real])
+    for client in np.unique(log.source[real])[:20]:
+        mine = real[log.source[real] == client]
+        order = np.argsort(log.emitted[mine])
+        assert np.all(np.diff(log.created[mine][order]) >= 0), "a client's queue is first in, first out"
+    active = np.unique(log.source[real]).shape[0]
+    assert active == pytest.approx(COVERED.clients * COVERED.active_fraction, abs=1)
+    assert real.shape[0] == pytest.approx(30 * COVERED.message_rate * COVERED.duration, rel=0.08)
+    assert np.all(log.recipient[real] != log.source[real])
+
+
+def test_stream_rates(log: EventLog) -> None:
+    d = COVERED.duration
+    counts = np.bincount(log.kind, minlength=4)
+    payload = counts[PacketKind.REAL] + counts[PacketKind.DROP]
+    expected_payload = COVERED.clients * (COVERED.lambda_p + COVERED.lambda_d) * d
+    assert payload == pytest.approx(expected_payload, rel=0.05)
+    assert counts[PacketKind.LOOP] == pytest.approx(COVERED.clients * COVERED.lambda_l * d, rel=0.05)
+    assert counts[PacketKind.MIX_LOOP] == pytest.approx(COVERED.mixes * COVERED.lambda_m * d, rel=0.05)
+
+
+def test_paths_are_stratified(log: EventLog) -> None:
+    g, w, layers = COVERED.gateways, COVERED.width, COVERED.layers
+    client = np.flatnonzero(log.kind != PacketKind.MIX_LOOP)
+    hops = np.diff(log.first_row)
+    assert np.all(hops[client] == layers + 2)
+    nodes = log.node[log.first_row[client][:, None] + np.arange(layers + 2)[None, :]]
+    assert np.all(nodes[:, 0] == log.source[client] % g), "clients enter through their own gateway"
+    for layer in range(layers):
+        assert np.all(log.node_layer[nodes[:, 1 + layer]] == layer)
+    assert np.all(log.node_role[nodes[:, -1]] == NodeRole.EGRESS)
+    delivered_to = np.where(log.kind[client] == PacketKind.DROP, -1, log.recipient[client])
+    to_someone = delivered_to >= 0
+    assert np.all(nodes[to_someone, -1] - (g + layers * w) == delivered_to[to_someone] % g)
+    loops = client[log.kind[client] == PacketKind.LOOP]
+    assert np.all(log.recipient[loops] == log.source[loops])
+
+    mix_loops = np.flatnonzero(log.kind == PacketKind.MIX_LOOP)
+    assert np.all(hops[mix_loops] == layers - 1)
+    origin_layer = log.node_layer[log.source[mix_loops]]
+    first_layer = log.node_layer[log.node[log.first_row[mix_loops]]]
+    assert np.all(first_layer == (origin_layer + 1) % layers)
+
+
+def test_hop_timings(log: EventLog) -> None:
+    held = log.t_out - log.t_in
+    assert held.mean() == pytest.approx(1 / COVERED.mu, rel=0.02)
+    assert held.std() == pytest.approx(1 / COVERED.mu, rel=0.03)
+    later = np.flatnonzero(log.row_hop() > 0)
+    assert np.allclose(log.t_in[later] - log.t_out[later - 1], COVERED.link_latency)
+    assert np.allclose(log.t_in[log.first_row[:-1]] - log.emitted, COVERED.link_latency)
+
+
+def test_corrupt_mixes_are_a_random_fraction(log: EventLog) -> None:
+    mixes = log.node_role == NodeRole.MIX
+    assert int(log.corrupt[mixes].sum()) == round(COVERED.corrupt_fraction * COVERED.mixes)
+    assert not log.corrupt[~mixes].any()
+    other = generate(COVERED.replace(seed=12), np.random.default_rng(12))
+    assert not np.array_equal(other.corrupt, log.corrupt) or other.corrupt.sum() == 0
+
+
+def test_the_same_seed_gives_the_same_run() -> None:
+    config = COVERED.replace(duration=40.0)
+    a, b = run(config), run(config)
+    assert a.summary == b.summary
+    assert np.array_equal(a.entropy, b.entropy) and np.array_equal(a.latency, b.latency)
+    c = run(config.replace(seed=config.seed + 1))
+    assert not np.array_equal(a.entropy, c.entropy)
+
+
+def test_a_broken_log_is_refused(log: EventLog) -> None:
+    t_out = log.t_out.copy()
+    t_out[5] = log.t_in[5] - 1.0
+    broken = EventLog(**{name: getattr(log, name) for name in EventLog.__slots__ if name != "t_out"}, t_out=t_out)
+    with pytest.raises(EventLogError, match="leaves a node before"):
+        broken.validate()

@@ -1,0 +1,232 @@
+"""`trimix simulate ...`: the anonymity simulator from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from tqdm import tqdm
+
+from simulations.config import INTEGER_PARAMETERS, PARAMETERS, WORKLOADS, SimConfig, coerce
+from simulations.errors import ConfigError, SimulationError
+from simulations.figures import standard_figures
+from simulations.io import csv_text, write_csv, write_json
+from simulations.plots import sweep_plots
+from simulations.result import Result
+from simulations.runner import run
+from simulations.sweep import grid_points, parse_grid, sweep
+
+F = TypeVar("F", bound=Callable[..., Any])
+_OPTIONAL = ("duration", "warmup")
+
+
+def config_options(func: F) -> F:
+    """One --flag per simulation parameter; a flag that is given overrides the config file."""
+    for name, spec in reversed(PARAMETERS.items()):
+        flag = "--" + name.replace("_", "-")
+        default = spec.default if spec.default is not None else "auto"
+        kind: Any
+        if name == "workload":
+            kind = click.Choice(WORKLOADS)
+        elif name in INTEGER_PARAMETERS:
+            kind = int
+        elif name in _OPTIONAL:
+            kind = str
+        else:
+            kind = float
+        func = click.option(
+            flag,
+            f"param_{name}",
+            type=kind,
+            default=None,
+            metavar="auto|SECONDS" if name in _OPTIONAL else None,
+            help=f"{spec.metadata['help']} [default: {default}]",
+        )(func)
+    return func
+
+
+def _overrides(params: dict[str, Any]) -> dict[str, Any]:
+    return {key.removeprefix("param_"): value for key, value in params.items() if key.startswith("param_") and value is not None}
+
+
+def build_config(config_path: str | None, overrides: dict[str, Any]) -> SimConfig:
+    """The config file (or the defaults), with the flags that were given applied on top."""
+    try:
+        base = SimConfig.load(config_path) if config_path else SimConfig()
+        return SimConfig.from_dict(base.to_dict() | {k: coerce(k, v) for k, v in overrides.items()})
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except OSError as exc:
+        raise click.UsageError(f"cannot read {config_path}: {exc}") from exc
+
+
+def _show_progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty()
+
+
+class _StageBar:
+    """A tqdm bar per stage of a run, fed by the simulator's progress callback."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self._bar: tqdm | None = None
+        self._stage = ""
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self._enabled:
+            return
+        if self._bar is None or stage != self._stage:
+            self.close()
+            self._stage = stage
+            self._bar = tqdm(total=total, desc=stage, file=sys.stderr, leave=False, dynamic_ncols=True)
+        self._bar.n = done
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _point_bar(enabled: bool, total: int, desc: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    bar = tqdm(total=total, desc=desc, file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+
+    def update(done: int, _total: int) -> None:
+        bar.n = done
+        bar.refresh()
+
+    return update, bar.close
+
+
+def _headline(result: Result) -> str:
+    s = result.summary
+    return (
+        f"entropy {s.entropy_mean:.3f} bits (anonymity set {s.anonymity_set:.1f}) over {s.measured_targets} messages; "
+        f"δ(ε={result.config.epsilon:g}) = {s.delta:.3f}; latency mean {s.latency_mean:.3f} s, "
+        f"p95 {s.latency_p95:.3f} s; cover {s.cover_per_real:.2f} packets per real packet"
+    )
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML file of parameters.")
+@config_options
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the result as JSON here.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the result as a one-row CSV here.")
+@click.option("--arrays", is_flag=True, help="Include per-message values in the JSON.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), help="Write PNG figures into this directory.")
+@click.option("--save-config", type=click.Path(dir_okay=False), help="Write the effective parameters as TOML here.")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Processes for --plot's extra runs.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary line.")
+@click.pass_context
+def simulate(
+    ctx: click.Context,
+    config_path: str | None,
+    json_path: str | None,
+    csv_path: str | None,
+    arrays: bool,
+    plot_dir: str | None,
+    save_config: str | None,
+    workers: int | None,
+    quiet: bool,
+    **params: Any,
+) -> None:
+    """Simulate a trimix network and measure its anonymity, latency and cover overhead.
+
+    Parameters come from --config (TOML, see docs/SIMULATIONS.md) and the flags below, which
+    override it. Without --json, the result is printed to standard output as JSON.
+    """
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = {"config_path": config_path, "overrides": _overrides(params)}
+        return
+    config = build_config(config_path, _overrides(params))
+    if save_config:
+        Path(save_config).write_text(config.to_toml(), encoding="utf-8")
+    bar = _StageBar(_show_progress(quiet))
+    started = time.perf_counter()
+    try:
+        result = run(config, progress=bar)
+    except SimulationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - started
+    if json_path:
+        write_json(result, json_path, arrays=arrays)
+    if csv_path:
+        write_csv([result], csv_path)
+    if not json_path:
+        click.echo(json.dumps(result.to_json(arrays=arrays), indent=2, allow_nan=False))
+    if plot_dir:
+        update, close = _point_bar(_show_progress(quiet), 10, "figure runs")
+        try:
+            paths = standard_figures(result, plot_dir, workers=workers, progress=update)
+        finally:
+            close()
+        if not quiet:
+            for path in paths:
+                click.echo(f"wrote {path}", err=True)
+    if not quiet:
+        click.echo(f"{_headline(result)} ({elapsed:.2f} s)", err=True)
+
+
+@simulate.command("sweep")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML file of base parameters.")
+@config_options
+@click.option(
+    "--grid",
+    "grid_specs",
+    multiple=True,
+    required=True,
+    metavar="NAME=V1,V2,…",
+    help="A swept parameter and its values (or NAME=START:STOP:COUNT); repeat for more axes.",
+)
+@click.option("--workers", type=click.IntRange(1), default=None, help="Processes to run points in [default: CPU count].")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the table here instead of standard output.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write every result as JSON here.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), help="Write entropy curves per swept parameter here.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+def sweep_command(
+    ctx: click.Context,
+    config_path: str | None,
+    grid_specs: tuple[str, ...],
+    workers: int | None,
+    csv_path: str | None,
+    json_path: str | None,
+    plot_dir: str | None,
+    quiet: bool,
+    **params: Any,
+) -> None:
+    """Run every point of a parameter grid in parallel; one CSV row per point.
+
+    Example: trimix simulate sweep --config sim.toml --grid mu=2,5,10 --grid layers=1,2,3
+    """
+    outer = ctx.obj or {"config_path": None, "overrides": {}}
+    base = build_config(config_path or outer["config_path"], outer["overrides"] | _overrides(params))
+    try:
+        grid = parse_grid(grid_specs)
+        points = grid_points(base, grid)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    update, close = _point_bar(_show_progress(quiet), len(points), "points")
+    try:
+        results = sweep(points, workers=workers, progress=update)
+    except SimulationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        close()
+    if csv_path:
+        write_csv(results, csv_path)
+    else:
+        click.echo(csv_text(results), nl=False)
+    if json_path:
+        write_json(results, json_path)
+    if plot_dir:
+        for path in sweep_plots(results, list(grid), plot_dir):
+            if not quiet:
+                click.echo(f"wrote {path}", err=True)
