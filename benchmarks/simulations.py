@@ -1,0 +1,110 @@
+"""Speed of the anonymity simulator. Prints one JSON line.
+
+small: a stratified network of 3 layers × 3 mixes (and 3 gateways), 100 clients each sending one
+       message per second, mean delay 0.1 s per hop, no cover, 1,000 target messages; the whole
+       run (traffic, adversary's view, traces, metrics) on one core. Limit: 5 s (the reference
+       SimPy simulator of the Loopix authors takes 87 s on the same machine).
+large: 1,000 mixes (4 layers × 250) and 20 gateways, 5,000 clients with loop and drop cover and
+       mix loops, about 10 million packet-hops, 1,000 target messages. It runs in a child process
+       whose address space is capped at 4 GiB, so that the figure of its peak resident memory
+       is its own. Limits: 60 s and 4 GiB.
+
+Usage: .venv/bin/python benchmarks/simulations.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path, and this file is named like
+# the package it measures: take the folder out so that `simulations` is the package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+from simulations import SimConfig, run  # noqa: E402
+
+GIB = 1 << 30
+
+
+def small_config() -> SimConfig:
+    return SimConfig(
+        clients=100, layers=3, width=3, gateways=3, mu=10.0, lambda_p=1.0, workload="saturated", targets=1000, seed=1
+    )
+
+
+def large_config() -> SimConfig:
+    clients, layers, width, mu = 5000, 4, 250, 10.0
+    lambda_p, lambda_l, lambda_d, lambda_m = 1.0, 0.5, 0.5, 1.0
+    hops_per_second = clients * (lambda_p + lambda_l + lambda_d) * (layers + 2) + layers * width * lambda_m * (layers - 1)
+    return SimConfig(
+        clients=clients, layers=layers, width=width, gateways=20, mu=mu, lambda_p=lambda_p, lambda_l=lambda_l,
+        lambda_d=lambda_d, lambda_m=lambda_m, duration=round(10_000_000 / hops_per_second, 1), warmup=10.0,
+        targets=1000, seed=1,
+    )
+
+
+def measure(config: SimConfig) -> dict[str, object]:
+    started = time.perf_counter()
+    result = run(config)
+    seconds = time.perf_counter() - started
+    s = result.summary
+    return {
+        "seconds": round(seconds, 3),
+        "mixes": config.mixes,
+        "clients": config.clients,
+        "packet_hops": s.packet_hops,
+        "targets": s.measured_targets,
+        "entropy_mean_bits": round(s.entropy_mean, 4),
+        "latency_mean_s": round(s.latency_mean, 4),
+        "cover_per_real": round(s.cover_per_real, 4),
+    }
+
+
+def large_child() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (4 * GIB, 4 * GIB))
+    figures = measure(large_config())
+    figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(figures))
+
+
+def main() -> None:
+    # One core: no BLAS threads (the simulator barely uses BLAS, but be explicit).
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    small = measure(small_config())
+    child = subprocess.run(
+        [sys.executable, __file__, "--large-child"], capture_output=True, text=True, env=env, check=False
+    )
+    if child.returncode != 0:
+        large: dict[str, object] = {"error": child.stderr.strip().splitlines()[-1] if child.stderr else "failed"}
+    else:
+        large = json.loads(child.stdout.strip().splitlines()[-1])
+    ok = (
+        "error" not in large
+        and float(small["seconds"]) <= 5.0  # type: ignore[arg-type]
+        and float(large["seconds"]) <= 60.0  # type: ignore[arg-type]
+        and float(large["peak_rss_mib"]) <= 4096.0  # type: ignore[arg-type]
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "simulations",
+                "small_3x3": small,
+                "large_1000_mixes": large,
+                "limits": {"small_seconds": 5.0, "large_seconds": 60.0, "large_memory_mib": 4096},
+                "within_limits": ok,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    if "--large-child" in sys.argv:
+        large_child()
+    else:
+        main()
