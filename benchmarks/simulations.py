@@ -34,18 +34,38 @@ GIB = 1 << 30
 
 def small_config() -> SimConfig:
     return SimConfig(
-        clients=100, layers=3, width=3, gateways=3, mu=10.0, lambda_p=1.0, workload="saturated", targets=1000, seed=1
+        clients=100,
+        layers=3,
+        width=3,
+        gateways=3,
+        mu=10.0,
+        lambda_p=1.0,
+        workload="saturated",
+        targets=1000,
+        seed=1,
     )
 
 
 def large_config() -> SimConfig:
     clients, layers, width, mu = 5000, 4, 250, 10.0
     lambda_p, lambda_l, lambda_d, lambda_m = 1.0, 0.5, 0.5, 1.0
-    hops_per_second = clients * (lambda_p + lambda_l + lambda_d) * (layers + 2) + layers * width * lambda_m * (layers - 1)
+    hops_per_second = clients * (lambda_p + lambda_l + lambda_d) * (
+        layers + 2
+    ) + layers * width * lambda_m * (layers - 1)
     return SimConfig(
-        clients=clients, layers=layers, width=width, gateways=20, mu=mu, lambda_p=lambda_p, lambda_l=lambda_l,
-        lambda_d=lambda_d, lambda_m=lambda_m, duration=round(10_000_000 / hops_per_second, 1), warmup=10.0,
-        targets=1000, seed=1,
+        clients=clients,
+        layers=layers,
+        width=width,
+        gateways=20,
+        mu=mu,
+        lambda_p=lambda_p,
+        lambda_l=lambda_l,
+        lambda_d=lambda_d,
+        lambda_m=lambda_m,
+        duration=round(10_000_000 / hops_per_second, 1),
+        warmup=10.0,
+        targets=1000,
+        seed=1,
     )
 
 
@@ -81,7 +101,9 @@ def main() -> None:
         [sys.executable, __file__, "--large-child"], capture_output=True, text=True, env=env, check=False
     )
     if child.returncode != 0:
-        large: dict[str, object] = {"error": child.stderr.strip().splitlines()[-1] if child.stderr else "failed"}
+        large: dict[str, object] = {
+            "error": child.stderr.strip().splitlines()[-1] if child.stderr else "failed"
+        }
     else:
         large = json.loads(child.stdout.strip().splitlines()[-1])
     ok = (

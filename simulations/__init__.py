@@ -9,7 +9,12 @@ it (`simulations.metrics.measure`), which reads nothing but the log; see docs/SI
 """
 
 from simulations.config import SimConfig
-from simulations.errors import ConfigError, EventLogError, NoTargetsError, SimulationError
+from simulations.errors import (
+    ConfigError,
+    EventLogError,
+    NoTargetsError,
+    SimulationError,
+)
 from simulations.eventlog import EventLog, NodeRole, PacketKind
 from simulations.metrics import Metrics, Summary, Window, measure
 from simulations.model import generate

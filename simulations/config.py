@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, Mapping
+from typing import Any, Final, Literal
 
 from simulations.errors import ConfigError
 
@@ -46,18 +47,26 @@ class SimConfig:
     workload: Workload = _param(
         "saturated",
         "traffic",
-        "real messages: 'saturated' (every payload slot carries one) or 'poisson' (queued, rate message_rate)",
+        "real messages: 'saturated' (one in every payload slot) or 'poisson' (queued, at message_rate)",
     )
-    message_rate: float = _param(0.5, "traffic", "real messages per second per active client (poisson workload)")
-    active_fraction: float = _param(1.0, "traffic", "fraction of clients with real messages (poisson workload)")
+    message_rate: float = _param(
+        0.5, "traffic", "real messages per second per active client (poisson workload)"
+    )
+    active_fraction: float = _param(
+        1.0, "traffic", "fraction of clients with real messages (poisson workload)"
+    )
     # adversary
     corrupt_fraction: float = _param(0.0, "adversary", "fraction of mixes that are corrupt, chosen at random")
-    corrupt_gateways: float = _param(0.0, "adversary", "fraction of gateways that are corrupt, chosen at random")
+    corrupt_gateways: float = _param(
+        0.0, "adversary", "fraction of gateways that are corrupt, chosen at random"
+    )
     # run
     duration: float | None = _param(
-        None, "run", "seconds of client traffic (default: enough for twice the targets after warm-up)"
+        None, "run", "seconds of client traffic (auto: long enough for twice the targets after warm-up)"
     )
-    warmup: float | None = _param(None, "run", "seconds before targets are sampled (default: 10 mean path delays)")
+    warmup: float | None = _param(
+        None, "run", "seconds before targets are sampled (auto: ten mean path delays)"
+    )
     targets: int = _param(1000, "run", "number of real messages whose anonymity is measured")
     seed: int = _param(0, "run", "seed of every random choice")
     # metrics
@@ -144,7 +153,9 @@ class SimConfig:
                     raise ConfigError(f"unknown section [{key}]")
                 for name, inner in value.items():
                     if name in PARAMETERS and PARAMETERS[name].metadata["section"] != key:
-                        raise ConfigError(f"{name} belongs in [{PARAMETERS[name].metadata['section']}], not [{key}]")
+                        raise ConfigError(
+                            f"{name} belongs in [{PARAMETERS[name].metadata['section']}], not [{key}]"
+                        )
                     _put(flat, name, inner)
             else:
                 _put(flat, key, value)
@@ -265,4 +276,6 @@ def _validate(c: SimConfig) -> None:
                 "or client queues grow without bound; use workload = 'saturated' instead"
             )
     if c.duration is not None and c.effective_warmup >= c.duration:
-        raise ConfigError(f"warmup ({c.effective_warmup:g} s) must be shorter than duration ({c.duration:g} s)")
+        raise ConfigError(
+            f"warmup ({c.effective_warmup:g} s) must be shorter than duration ({c.duration:g} s)"
+        )

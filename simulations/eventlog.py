@@ -83,12 +83,14 @@ class EventLog:
 
     def row_packet(self) -> np.ndarray:
         """The packet of every hop row."""
-        return np.repeat(np.arange(self.packets, dtype=np.int64), np.diff(self.first_row))
+        packets: np.ndarray = np.repeat(np.arange(self.packets, dtype=np.int64), np.diff(self.first_row))
+        return packets
 
     def row_hop(self) -> np.ndarray:
         """The position of every hop row in its packet's path (0 for the first node)."""
         counts = np.diff(self.first_row)
-        return np.arange(self.rows, dtype=np.int64) - np.repeat(self.first_row[:-1], counts)
+        hops: np.ndarray = np.arange(self.rows, dtype=np.int64) - np.repeat(self.first_row[:-1], counts)
+        return hops
 
     def last_row(self) -> np.ndarray:
         """The final hop row of every packet."""
@@ -96,14 +98,22 @@ class EventLog:
 
     def delivered(self) -> np.ndarray:
         """When every packet left its last node (delivered, discarded or consumed)."""
-        return self.t_out[self.last_row()]
+        times: np.ndarray = self.t_out[self.last_row()]
+        return times
 
     def validate(self) -> None:
         """Raise EventLogError unless the columns are consistent."""
         p, r, m = self.packets, self.rows, self.nodes
         for name, size in (
-            ("source", p), ("recipient", p), ("created", p), ("emitted", p), ("first_row", p + 1),
-            ("t_in", r), ("t_out", r), ("node_layer", m), ("corrupt", m),
+            ("source", p),
+            ("recipient", p),
+            ("created", p),
+            ("emitted", p),
+            ("first_row", p + 1),
+            ("t_in", r),
+            ("t_out", r),
+            ("node_layer", m),
+            ("corrupt", m),
         ):
             if getattr(self, name).shape != (size,):
                 raise EventLogError(f"{name} has shape {getattr(self, name).shape}, expected ({size},)")

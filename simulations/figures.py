@@ -22,7 +22,10 @@ def delay_variants(config: SimConfig) -> list[SimConfig]:
 
 def cover_variants(config: SimConfig) -> list[SimConfig]:
     small = config.replace(targets=min(config.targets, FIGURE_TARGETS))
-    return [small.replace(lambda_l=f * config.lambda_p / 2, lambda_d=f * config.lambda_p / 2) for f in COVER_FACTORS]
+    return [
+        small.replace(lambda_l=f * config.lambda_p / 2, lambda_d=f * config.lambda_p / 2)
+        for f in COVER_FACTORS
+    ]
 
 
 def standard_figures(

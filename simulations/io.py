@@ -60,7 +60,7 @@ def read_csv(text: str) -> list[tuple[SimConfig, Summary]]:
     rows: list[tuple[SimConfig, Summary]] = []
     for record in reader:
         params = {name: (record[name] if record[name] != "" else None) for name in PARAMETERS}
-        figures = {name: _parse_figure(name, record[name]) for name in SUMMARY_FIELDS}
+        figures: dict[str, Any] = {name: _parse_figure(name, record[name]) for name in SUMMARY_FIELDS}
         rows.append((SimConfig.from_dict(params), Summary(**figures)))
     return rows
 

@@ -98,7 +98,9 @@ def top1(dist: SenderDistributions, true_sender: np.ndarray) -> np.ndarray:
     return np.where(p_true >= best * (1 - 1e-12), 1.0 / np.maximum(ties, 1), 0.0)
 
 
-def unlinkability_delta(dist: SenderDistributions, true_sender: np.ndarray, clients: int, epsilon: float) -> np.ndarray:
+def unlinkability_delta(
+    dist: SenderDistributions, true_sender: np.ndarray, clients: int, epsilon: float
+) -> np.ndarray:
     """δ(ε) per target: the hockey-stick divergence against a uniformly chosen other sender.
 
     With a uniform prior over senders the posterior odds p(s*)/p(s) of the true sender s*
@@ -178,11 +180,14 @@ def measure(
     if progress is not None:
         progress("adversary's view", 0, 1)
     view = pool_view(log)
+    trace_progress: Callable[[int, int], None] | None = None
     if progress is not None:
         progress("adversary's view", 1, 1)
-        trace_progress: Callable[[int, int], None] | None = lambda done, total: progress("tracing targets", done, total)
-    else:
-        trace_progress = None
+        report = progress
+
+        def trace_progress(done: int, total: int) -> None:
+            report("tracing targets", done, total)
+
     dist = trace_senders(log, view, targets, mass_floor=mass_floor, progress=trace_progress)
     del view
     true_sender = log.source[targets]

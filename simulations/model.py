@@ -39,7 +39,10 @@ def generate(config: SimConfig, rng: np.random.Generator) -> EventLog:
     loop_in, loop_out = _hop_times(loops.emitted, loop_nodes.shape[1], config, delay_rng)
 
     hops = np.concatenate(
-        [np.full(len(clients), client_nodes.shape[1], np.int64), np.full(len(loops), loop_nodes.shape[1], np.int64)]
+        [
+            np.full(len(clients), client_nodes.shape[1], np.int64),
+            np.full(len(loops), loop_nodes.shape[1], np.int64),
+        ]
     )
     first_row = np.zeros(hops.shape[0] + 1, np.int64)
     np.cumsum(hops, out=first_row[1:])
@@ -61,10 +64,14 @@ def generate(config: SimConfig, rng: np.random.Generator) -> EventLog:
     )
 
 
-def _client_paths(config: SimConfig, topology: Topology, packets: Emissions, rng: np.random.Generator) -> np.ndarray:
+def _client_paths(
+    config: SimConfig, topology: Topology, packets: Emissions, rng: np.random.Generator
+) -> np.ndarray:
     """Nodes of every client packet's path, one row per packet."""
     n = len(packets)
-    mixes = topology.mix(np.arange(config.layers)[None, :], rng.integers(0, config.width, size=(n, config.layers)))
+    mixes = topology.mix(
+        np.arange(config.layers)[None, :], rng.integers(0, config.width, size=(n, config.layers))
+    )
     if config.gateways == 0:
         return mixes
     entry = topology.ingress(topology.client_gateway[packets.source])
@@ -78,7 +85,9 @@ def _client_paths(config: SimConfig, topology: Topology, packets: Emissions, rng
     return np.concatenate([entry[:, None], mixes, topology.egress(exit_gateway)[:, None]], axis=1)
 
 
-def _mix_loop_paths(config: SimConfig, topology: Topology, loops: Emissions, rng: np.random.Generator) -> np.ndarray:
+def _mix_loop_paths(
+    config: SimConfig, topology: Topology, loops: Emissions, rng: np.random.Generator
+) -> np.ndarray:
     """Nodes of every mix loop's path after its origin: one mix in each other layer, in order."""
     n = len(loops)
     hops = config.layers - 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,9 @@ def entropy_curve(
     if theory is not None:
         grid = np.linspace(xs.min(), xs.max(), 200)
         ax.plot(grid, [theory(v) for v in grid], "--", color="#c44e52", label="theory")
-    right = ax.secondary_yaxis("right", functions=(lambda h: np.exp2(h), lambda a: np.log2(np.maximum(a, 1e-300))))
+    right = ax.secondary_yaxis(
+        "right", functions=(lambda h: np.exp2(h), lambda a: np.log2(np.maximum(a, 1e-300)))
+    )
     right.set_ylabel("anonymity set 2^H")
     ax.set_title(title)
     ax.set_xlabel(xlabel)
@@ -90,6 +93,10 @@ def entropy_vs_cover(results: Sequence[Result], path: str | Path) -> Path:
     )
 
 
+def _parameter(name: str, config: SimConfig) -> float:
+    return float(getattr(config, name))
+
+
 def sweep_plots(results: Sequence[Result], axes: Sequence[str], directory: str | Path) -> list[Path]:
     """One entropy curve per swept parameter (the other axes held at their first value)."""
     directory = Path(directory)
@@ -105,7 +112,7 @@ def sweep_plots(results: Sequence[Result], axes: Sequence[str], directory: str |
         written.append(
             entropy_curve(
                 chosen,
-                lambda c, a=axis: float(getattr(c, a)),
+                partial(_parameter, axis),
                 axis,
                 f"Sender entropy vs {axis}",
                 directory / f"entropy_vs_{axis}.png",

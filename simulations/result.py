@@ -30,7 +30,9 @@ class Result:
 
     def to_json(self, *, arrays: bool = False) -> dict[str, Any]:
         """A JSON-ready document; with ``arrays``, the per-message values as well."""
-        counts, edges = np.histogram(self.latency, bins=40) if self.latency.shape[0] else (np.zeros(0), np.zeros(0))
+        counts, edges = (
+            np.histogram(self.latency, bins=40) if self.latency.shape[0] else (np.zeros(0), np.zeros(0))
+        )
         document: dict[str, Any] = {
             "config": self.config.to_dict(),
             "summary": {k: _finite(v) for k, v in dataclasses.asdict(self.summary).items()},

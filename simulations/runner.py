@@ -22,10 +22,14 @@ def measurement_window(config: SimConfig) -> Window:
 def choose_targets(log: EventLog, count: int, window: Window, rng: np.random.Generator) -> np.ndarray:
     """Up to ``count`` real messages delivered within the window, uniformly at random, in packet order."""
     delivered = log.delivered()
-    candidates = np.flatnonzero((log.kind == PacketKind.REAL) & (delivered >= window.start) & (delivered <= window.end))
+    candidates = np.flatnonzero(
+        (log.kind == PacketKind.REAL) & (delivered >= window.start) & (delivered <= window.end)
+    )
     if candidates.shape[0] <= count:
         if candidates.shape[0] < count:
-            logger.warning("only %d real messages delivered in the window; measuring all", candidates.shape[0])
+            logger.warning(
+                "only %d real messages delivered in the window; measuring all", candidates.shape[0]
+            )
         return candidates
     return np.sort(rng.choice(candidates, size=count, replace=False))
 

@@ -34,7 +34,12 @@ import numpy as np
 
 from simulations.eventlog import EventLog, PacketKind
 from simulations.pools import PoolView
-from simulations.segments import expand_ranges, segment_starts, segmented_suffix_sum, sum_by_key
+from simulations.segments import (
+    expand_ranges,
+    segment_starts,
+    segmented_suffix_sum,
+    sum_by_key,
+)
 
 Progress = Callable[[int, int], None]
 
@@ -55,7 +60,7 @@ class SenderDistributions:
     def of(self, index: int) -> dict[int, float]:
         """The distribution of one target, as {client: probability}."""
         lo, hi = int(self.offsets[index]), int(self.offsets[index + 1])
-        return dict(zip(self.client[lo:hi].tolist(), self.probability[lo:hi].tolist()))
+        return dict(zip(self.client[lo:hi].tolist(), self.probability[lo:hi].tolist(), strict=True))
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -56,7 +56,10 @@ def parse_grid(specs: Sequence[str]) -> dict[str, tuple[Any, ...]]:
 def grid_points(base: SimConfig, grid: Grid) -> list[SimConfig]:
     """Every combination of the grid's values, applied to ``base``, the last axis varying fastest."""
     names = list(grid)
-    return [base.replace(**dict(zip(names, combo))) for combo in itertools.product(*(grid[n] for n in names))]
+    return [
+        base.replace(**dict(zip(names, combo, strict=True)))
+        for combo in itertools.product(*(grid[n] for n in names))
+    ]
 
 
 def sweep(

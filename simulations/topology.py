@@ -35,7 +35,9 @@ class Topology:
         return np.asarray(gateway, dtype=np.int64)
 
     def mix(self, layer: np.ndarray | int, index: np.ndarray) -> np.ndarray:
-        return self.gateways + np.asarray(layer, dtype=np.int64) * self.width + np.asarray(index, dtype=np.int64)
+        return (
+            self.gateways + np.asarray(layer, dtype=np.int64) * self.width + np.asarray(index, dtype=np.int64)
+        )
 
     def egress(self, gateway: np.ndarray) -> np.ndarray:
         return self.gateways + self.layers * self.width + np.asarray(gateway, dtype=np.int64)
@@ -53,7 +55,11 @@ def build_topology(config: SimConfig, rng: np.random.Generator) -> Topology:
         ]
     )
     layer = np.concatenate(
-        [np.full(g, -1, dtype=np.int16), np.repeat(np.arange(layers, dtype=np.int16), width), np.full(g, -1, dtype=np.int16)]
+        [
+            np.full(g, -1, dtype=np.int16),
+            np.repeat(np.arange(layers, dtype=np.int16), width),
+            np.full(g, -1, dtype=np.int16),
+        ]
     )
     corrupt = np.zeros(role.shape[0], dtype=bool)
     bad_mixes = rng.choice(mixes, size=int(round(config.corrupt_fraction * mixes)), replace=False)
@@ -62,5 +68,7 @@ def build_topology(config: SimConfig, rng: np.random.Generator) -> Topology:
         bad_gateways = rng.choice(g, size=int(round(config.corrupt_gateways * g)), replace=False)
         corrupt[bad_gateways] = True
         corrupt[g + mixes + bad_gateways] = True
-    client_gateway = np.arange(config.clients, dtype=np.int64) % g if g > 0 else np.full(config.clients, -1, np.int64)
+    client_gateway = (
+        np.arange(config.clients, dtype=np.int64) % g if g > 0 else np.full(config.clients, -1, np.int64)
+    )
     return Topology(layers, width, g, client_gateway, role, layer, corrupt)

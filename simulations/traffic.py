@@ -30,7 +30,9 @@ class Emissions:
         return int(self.kind.shape[0])
 
 
-def poisson_streams(sources: int, rate: float, horizon: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def poisson_streams(
+    sources: int, rate: float, horizon: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Event times of independent Poisson processes, one per source, on [0, horizon].
 
     Returns (source, time), sorted by source and then by time.
@@ -104,7 +106,11 @@ def client_emissions(config: SimConfig, horizon: float, rng: np.random.Generator
     drop_owner, drop_time = poisson_streams(n, config.lambda_d, horizon, rng)
     return Emissions(
         kind=np.concatenate(
-            [kind, np.full(loop_owner.shape[0], PacketKind.LOOP, np.int8), np.full(drop_owner.shape[0], PacketKind.DROP, np.int8)]
+            [
+                kind,
+                np.full(loop_owner.shape[0], PacketKind.LOOP, np.int8),
+                np.full(drop_owner.shape[0], PacketKind.DROP, np.int8),
+            ]
         ),
         source=np.concatenate([slot_owner, loop_owner, drop_owner]),
         recipient=np.concatenate([recipient, loop_owner, np.full(drop_owner.shape[0], -1, np.int64)]),

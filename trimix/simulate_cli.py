@@ -12,7 +12,13 @@ from typing import Any, TypeVar
 import click
 from tqdm import tqdm
 
-from simulations.config import INTEGER_PARAMETERS, PARAMETERS, WORKLOADS, SimConfig, coerce
+from simulations.config import (
+    INTEGER_PARAMETERS,
+    PARAMETERS,
+    WORKLOADS,
+    SimConfig,
+    coerce,
+)
 from simulations.errors import ConfigError, SimulationError
 from simulations.figures import standard_figures
 from simulations.io import csv_text, write_csv, write_json
@@ -51,7 +57,11 @@ def config_options(func: F) -> F:
 
 
 def _overrides(params: dict[str, Any]) -> dict[str, Any]:
-    return {key.removeprefix("param_"): value for key, value in params.items() if key.startswith("param_") and value is not None}
+    return {
+        key.removeprefix("param_"): value
+        for key, value in params.items()
+        if key.startswith("param_") and value is not None
+    }
 
 
 def build_config(config_path: str | None, overrides: dict[str, Any]) -> SimConfig:
@@ -106,25 +116,35 @@ def _point_bar(enabled: bool, total: int, desc: str) -> tuple[Callable[[int, int
 def _headline(result: Result) -> str:
     s = result.summary
     return (
-        f"entropy {s.entropy_mean:.3f} bits (anonymity set {s.anonymity_set:.1f}) over {s.measured_targets} messages; "
+        f"entropy {s.entropy_mean:.3f} bits (anonymity set {s.anonymity_set:.1f}) "
+        f"over {s.measured_targets} messages; "
         f"δ(ε={result.config.epsilon:g}) = {s.delta:.3f}; latency mean {s.latency_mean:.3f} s, "
         f"p95 {s.latency_p95:.3f} s; cover {s.cover_per_real:.2f} packets per real packet"
     )
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML file of parameters.")
+@click.option(
+    "--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML file of parameters."
+)
 @config_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the result as JSON here.")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the result as a one-row CSV here.")
+@click.option(
+    "--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the result as a one-row CSV here."
+)
 @click.option("--arrays", is_flag=True, help="Include per-message values in the JSON.")
-@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), help="Write PNG figures into this directory.")
-@click.option("--save-config", type=click.Path(dir_okay=False), help="Write the effective parameters as TOML here.")
+@click.option(
+    "--plot", "plot_dir", type=click.Path(file_okay=False), help="Write PNG figures into this directory."
+)
+@click.option(
+    "--save-config", type=click.Path(dir_okay=False), help="Write the effective parameters as TOML here."
+)
 @click.option("--workers", type=click.IntRange(1), default=None, help="Processes for --plot's extra runs.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary line.")
 @click.pass_context
 def simulate(
     ctx: click.Context,
+    /,
     config_path: str | None,
     json_path: str | None,
     csv_path: str | None,
@@ -175,7 +195,12 @@ def simulate(
 
 
 @simulate.command("sweep")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML file of base parameters.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML file of base parameters.",
+)
 @config_options
 @click.option(
     "--grid",
@@ -185,14 +210,29 @@ def simulate(
     metavar="NAME=V1,V2,…",
     help="A swept parameter and its values (or NAME=START:STOP:COUNT); repeat for more axes.",
 )
-@click.option("--workers", type=click.IntRange(1), default=None, help="Processes to run points in [default: CPU count].")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the table here instead of standard output.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write every result as JSON here.")
-@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), help="Write entropy curves per swept parameter here.")
+@click.option(
+    "--workers", type=click.IntRange(1), default=None, help="Processes to run points in [default: CPU count]."
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False),
+    help="Write the table here instead of standard output.",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False), help="Also write every result as JSON here."
+)
+@click.option(
+    "--plot",
+    "plot_dir",
+    type=click.Path(file_okay=False),
+    help="Write entropy curves per swept parameter here.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 def sweep_command(
     ctx: click.Context,
+    /,
     config_path: str | None,
     grid_specs: tuple[str, ...],
     workers: int | None,

@@ -31,15 +31,32 @@ def test_config_file_flags_override_and_files_are_written(tmp_path: Path) -> Non
     runner = CliRunner()
     out = runner.invoke(
         main,
-        ["simulate", "--config", str(config), "--mu", "8", "--duration", "auto", "--json", str(tmp_path / "r.json"),
-         "--csv", str(tmp_path / "r.csv"), "--save-config", str(tmp_path / "used.toml")],
+        [
+            "simulate",
+            "--config",
+            str(config),
+            "--mu",
+            "8",
+            "--duration",
+            "auto",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--csv",
+            str(tmp_path / "r.csv"),
+            "--save-config",
+            str(tmp_path / "used.toml"),
+        ],
     )
     assert out.exit_code == 0, out.output
     assert "entropy" in out.stderr
     document = json.loads((tmp_path / "r.json").read_text())
     assert document["config"]["mu"] == 8.0 and document["config"]["clients"] == 30
     ((used, summary),) = read_csv((tmp_path / "r.csv").read_text())
-    assert used == SimConfig.load(tmp_path / "used.toml") == SimConfig(clients=30, layers=2, width=2, gateways=2, targets=100, mu=8.0)
+    assert (
+        used
+        == SimConfig.load(tmp_path / "used.toml")
+        == SimConfig(clients=30, layers=2, width=2, gateways=2, targets=100, mu=8.0)
+    )
     assert summary.entropy_mean == document["summary"]["entropy_mean"]
 
 
@@ -58,8 +75,22 @@ def test_bad_parameters_are_usage_errors(tmp_path: Path) -> None:
 def test_sweep_writes_one_row_per_point_and_plots(tmp_path: Path) -> None:
     out = CliRunner().invoke(
         main,
-        ["simulate", "--clients", "30", "sweep", *SMALL[2:], "--grid", "mu=5,10,20", "--grid", "corrupt_fraction=0,0.5",
-         "--workers", "2", "--plot", str(tmp_path / "figs"), "-q"],
+        [
+            "simulate",
+            "--clients",
+            "30",
+            "sweep",
+            *SMALL[2:],
+            "--grid",
+            "mu=5,10,20",
+            "--grid",
+            "corrupt_fraction=0,0.5",
+            "--workers",
+            "2",
+            "--plot",
+            str(tmp_path / "figs"),
+            "-q",
+        ],
     )
     assert out.exit_code == 0, out.output
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
@@ -75,7 +106,20 @@ def test_sweep_writes_one_row_per_point_and_plots(tmp_path: Path) -> None:
 
 def test_plot_writes_the_three_figures(tmp_path: Path) -> None:
     out = CliRunner().invoke(
-        main, ["simulate", *SMALL, "--targets", "80", "--plot", str(tmp_path), "--workers", "2", "--json", str(tmp_path / "r.json"), "-q"]
+        main,
+        [
+            "simulate",
+            *SMALL,
+            "--targets",
+            "80",
+            "--plot",
+            str(tmp_path),
+            "--workers",
+            "2",
+            "--json",
+            str(tmp_path / "r.json"),
+            "-q",
+        ],
     )
     assert out.exit_code == 0, out.output
     names = sorted(p.name for p in tmp_path.glob("*.png"))

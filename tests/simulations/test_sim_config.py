@@ -64,13 +64,18 @@ def test_toml_round_trip(config: SimConfig) -> None:
 @given(configs())
 def test_dict_round_trip_and_string_values(config: SimConfig) -> None:
     assert SimConfig.from_dict(config.to_dict()) == config
-    as_text = {k: ("auto" if v is None else str(v) if not isinstance(v, float) else repr(v)) for k, v in config.to_dict().items()}
+    as_text = {
+        k: ("auto" if v is None else str(v) if not isinstance(v, float) else repr(v))
+        for k, v in config.to_dict().items()
+    }
     assert SimConfig.from_dict(as_text) == config
 
 
 def test_flat_toml_and_sections_both_read() -> None:
     flat = SimConfig.from_toml("layers = 2\nmu = 4\nworkload = 'poisson'\nmessage_rate = 0.2\n")
-    nested = SimConfig.from_toml("[network]\nlayers = 2\nmu = 4.0\n[traffic]\nworkload = 'poisson'\nmessage_rate = 0.2\n")
+    nested = SimConfig.from_toml(
+        "[network]\nlayers = 2\nmu = 4.0\n[traffic]\nworkload = 'poisson'\nmessage_rate = 0.2\n"
+    )
     assert flat == nested == SimConfig(layers=2, mu=4.0, workload="poisson", message_rate=0.2)
 
 

@@ -46,7 +46,9 @@ def test_csv_round_trip(rows: list[tuple[SimConfig, Summary]]) -> None:
 
 
 def test_csv_keeps_nan_figures() -> None:
-    summary = dataclasses.replace(Summary(**{f.name: 1 for f in dataclasses.fields(Summary)}), latency_p99=math.nan)
+    summary = dataclasses.replace(
+        Summary(**{f.name: 1 for f in dataclasses.fields(Summary)}), latency_p99=math.nan
+    )
     ((_, back),) = read_csv(csv_text([_result(SimConfig(), summary)]))
     assert math.isnan(back.latency_p99)
 
@@ -83,7 +85,14 @@ def test_grid_specifications() -> None:
     assert parse_grid_spec("duration=auto,50") == ("duration", (None, 50.0))
     grid = parse_grid(["mu=5,10", "layers=1,2,3"])
     points = grid_points(SimConfig(), grid)
-    assert [(p.mu, p.layers) for p in points] == [(5.0, 1), (5.0, 2), (5.0, 3), (10.0, 1), (10.0, 2), (10.0, 3)]
+    assert [(p.mu, p.layers) for p in points] == [
+        (5.0, 1),
+        (5.0, 2),
+        (5.0, 3),
+        (10.0, 1),
+        (10.0, 2),
+        (10.0, 3),
+    ]
     for bad in ("mu", "mu=", "speed=1,2", "mu=1,1", "layers=1.5", "mu=a:b:c", "layers=1:3:0"):
         with pytest.raises(ConfigError):
             parse_grid_spec(bad)

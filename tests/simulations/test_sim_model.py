@@ -8,16 +8,31 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulations.config import SimConfig
-from simulations.eventlog import EventLog, NodeRole, PacketKind
 from simulations.errors import EventLogError
+from simulations.eventlog import EventLog, NodeRole, PacketKind
 from simulations.model import generate
 from simulations.runner import run
 from simulations.traffic import fifo_slots, poisson_streams
 
 COVERED = SimConfig(
-    clients=60, layers=3, width=4, gateways=3, mu=8.0, lambda_p=1.0, lambda_l=0.7, lambda_d=0.4, lambda_m=1.5,
-    workload="poisson", message_rate=0.4, active_fraction=0.5, corrupt_fraction=0.25, link_latency=0.005,
-    duration=200.0, warmup=5.0, targets=300, seed=11,
+    clients=60,
+    layers=3,
+    width=4,
+    gateways=3,
+    mu=8.0,
+    lambda_p=1.0,
+    lambda_l=0.7,
+    lambda_d=0.4,
+    lambda_m=1.5,
+    workload="poisson",
+    message_rate=0.4,
+    active_fraction=0.5,
+    corrupt_fraction=0.25,
+    link_latency=0.005,
+    duration=200.0,
+    warmup=5.0,
+    targets=300,
+    seed=11,
 )
 
 
@@ -39,7 +54,7 @@ def test_poisson_streams_have_the_right_rate_and_order() -> None:
 
 def _fifo_by_hand(slots: list[list[float]], messages: list[list[float]]) -> list[int]:
     out: list[int] = []
-    for client_slots, client_msgs in zip(slots, messages):
+    for client_slots, client_msgs in zip(slots, messages, strict=True):
         last = -1
         for arrival in client_msgs:
             j = next((i for i, s in enumerate(client_slots) if s > arrival and i > last), -1)
@@ -70,7 +85,11 @@ def test_fifo_slots_match_a_queue_run_by_hand(per_client: list[tuple[list[int], 
     slot_owner = np.array([c for c, s in enumerate(slots) for _ in s], np.int64)
     msg_owner = np.array([c for c, m in enumerate(msgs) for _ in m], np.int64)
     got = fifo_slots(
-        slot_owner, np.array([t for s in slots for t in s]), msg_owner, np.array([t for m in msgs for t in m]), len(slots)
+        slot_owner,
+        np.array([t for s in slots for t in s]),
+        msg_owner,
+        np.array([t for m in msgs for t in m]),
+        len(slots),
     )
     assert got.tolist() == _fifo_by_hand(slots, msgs)
 
@@ -150,6 +169,8 @@ def test_the_same_seed_gives_the_same_run() -> None:
 def test_a_broken_log_is_refused(log: EventLog) -> None:
     t_out = log.t_out.copy()
     t_out[5] = log.t_in[5] - 1.0
-    broken = EventLog(**{name: getattr(log, name) for name in EventLog.__slots__ if name != "t_out"}, t_out=t_out)
+    broken = EventLog(
+        **{name: getattr(log, name) for name in EventLog.__slots__ if name != "t_out"}, t_out=t_out
+    )
     with pytest.raises(EventLogError, match="leaves a node before"):
         broken.validate()

@@ -44,12 +44,50 @@ def test_a_corrupt_mix_links_its_packets() -> None:
 @pytest.mark.parametrize(
     "config",
     [
-        SimConfig(clients=12, layers=2, width=2, gateways=2, mu=4.0, lambda_p=1.5, lambda_l=1.0, lambda_d=0.5,
-                  lambda_m=2.0, duration=25.0, warmup=3.0, seed=3),
-        SimConfig(clients=9, layers=3, width=2, gateways=0, mu=6.0, lambda_p=2.0, lambda_m=1.0,
-                  workload="poisson", message_rate=1.0, corrupt_fraction=0.34, duration=20.0, warmup=2.0, seed=5),
-        SimConfig(clients=10, layers=2, width=3, gateways=2, mu=3.0, lambda_p=1.0, lambda_d=1.0,
-                  corrupt_fraction=0.5, corrupt_gateways=0.5, link_latency=0.01, duration=20.0, warmup=3.0, seed=8),
+        SimConfig(
+            clients=12,
+            layers=2,
+            width=2,
+            gateways=2,
+            mu=4.0,
+            lambda_p=1.5,
+            lambda_l=1.0,
+            lambda_d=0.5,
+            lambda_m=2.0,
+            duration=25.0,
+            warmup=3.0,
+            seed=3,
+        ),
+        SimConfig(
+            clients=9,
+            layers=3,
+            width=2,
+            gateways=0,
+            mu=6.0,
+            lambda_p=2.0,
+            lambda_m=1.0,
+            workload="poisson",
+            message_rate=1.0,
+            corrupt_fraction=0.34,
+            duration=20.0,
+            warmup=2.0,
+            seed=5,
+        ),
+        SimConfig(
+            clients=10,
+            layers=2,
+            width=3,
+            gateways=2,
+            mu=3.0,
+            lambda_p=1.0,
+            lambda_d=1.0,
+            corrupt_fraction=0.5,
+            corrupt_gateways=0.5,
+            link_latency=0.01,
+            duration=20.0,
+            warmup=3.0,
+            seed=8,
+        ),
     ],
 )
 def test_backward_trace_equals_the_forward_pool_mass_method(config: SimConfig) -> None:
@@ -61,7 +99,7 @@ def test_backward_trace_equals_the_forward_pool_mass_method(config: SimConfig) -
     assert targets.shape[0] > 50
     dist = trace_senders(log, pool_view(log), targets, mass_floor=1e-14)
     last = log.last_row()[targets]
-    for i, target in enumerate(targets):
+    for i in range(targets.shape[0]):
         belief = forward[last[i]]
         clients = belief[:-1] / belief[:-1].sum()
         expected = {c: p for c, p in enumerate(clients) if p > 1e-9}

@@ -17,6 +17,6 @@ def test_parallel_sweep_equals_serial_and_keeps_order() -> None:
     serial = sweep(points, workers=1)
     assert seen[-1] == len(points) == 4
     assert [r.config for r in parallel] == points
-    for a, b in zip(parallel, serial):
+    for a, b in zip(parallel, serial, strict=True):
         assert a.summary == b.summary
         assert np.array_equal(a.entropy, b.entropy)

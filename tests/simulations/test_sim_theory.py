@@ -25,15 +25,25 @@ WARMUP = 20.0  # twenty mean delays: the mix starts empty
 
 def one_mix(rho: float, duration: float, *, targets: int = 1000, seed: int = 1) -> SimConfig:
     return SimConfig(
-        clients=CLIENTS, layers=1, width=1, gateways=0, mu=1.0, lambda_p=rho / CLIENTS,
-        duration=duration, warmup=WARMUP, targets=targets, seed=seed,
+        clients=CLIENTS,
+        layers=1,
+        width=1,
+        gateways=0,
+        mu=1.0,
+        lambda_p=rho / CLIENTS,
+        duration=duration,
+        warmup=WARMUP,
+        targets=targets,
+        seed=seed,
     )
 
 
 # Long runs: consecutive departures see almost the same pool, so the mean needs many mean
 # delays (10,000 for λ/μ = 10, 2,000 for λ/μ = 50, about 100,000 messages each).
 @pytest.mark.parametrize(("rho", "duration", "targets"), [(10.0, 10_000.0, 20_000), (50.0, 2_000.0, 10_000)])
-def test_mean_entropy_of_a_departing_message_is_log2_e_lambda_over_mu(rho: float, duration: float, targets: int) -> None:
+def test_mean_entropy_of_a_departing_message_is_log2_e_lambda_over_mu(
+    rho: float, duration: float, targets: int
+) -> None:
     result = run(one_mix(rho, duration, targets=targets))
     assert result.summary.measured_targets == targets
     assert abs(result.summary.entropy_mean - math.log2(math.e * rho)) <= 0.05
@@ -85,27 +95,30 @@ NETWORK = SimConfig(clients=100, layers=3, width=3, gateways=3, mu=10.0, lambda_
 
 def test_entropy_grows_with_the_number_of_layers() -> None:
     means = [run(NETWORK.replace(layers=layers)).summary.entropy_mean for layers in (1, 2, 3, 4)]
-    assert all(b > a + 0.02 for a, b in zip(means, means[1:])), means
+    assert all(b > a + 0.02 for a, b in zip(means, means[1:], strict=False)), means
 
 
 def test_entropy_grows_with_lambda_over_mu_in_a_network() -> None:
     by_delay = [run(NETWORK.replace(mu=mu)).summary.entropy_mean for mu in (40.0, 20.0, 10.0, 5.0)]
-    assert all(b > a + 0.02 for a, b in zip(by_delay, by_delay[1:])), by_delay
+    assert all(b > a + 0.02 for a, b in zip(by_delay, by_delay[1:], strict=False)), by_delay
     by_rate = [run(NETWORK.replace(lambda_p=lam)).summary.entropy_mean for lam in (0.25, 0.5, 1.0, 2.0)]
-    assert all(b > a + 0.02 for a, b in zip(by_rate, by_rate[1:])), by_rate
+    assert all(b > a + 0.02 for a, b in zip(by_rate, by_rate[1:], strict=False)), by_rate
 
 
 def test_entropy_falls_with_the_fraction_of_corrupt_mixes() -> None:
-    means = [
-        run(NETWORK.replace(corrupt_fraction=f)).summary.entropy_mean for f in (0.0, 1 / 3, 2 / 3, 1.0)
-    ]
-    assert all(b < a - 0.02 for a, b in zip(means, means[1:])), means
+    means = [run(NETWORK.replace(corrupt_fraction=f)).summary.entropy_mean for f in (0.0, 1 / 3, 2 / 3, 1.0)]
+    assert all(b < a - 0.02 for a, b in zip(means, means[1:], strict=False)), means
 
 
 @pytest.mark.parametrize("gateways", [0, 3])
 def test_a_network_of_corrupt_mixes_has_no_anonymity(gateways: int) -> None:
     config = NETWORK.replace(
-        gateways=gateways, corrupt_fraction=1.0, corrupt_gateways=1.0, lambda_l=1.0, lambda_d=1.0, lambda_m=1.0
+        gateways=gateways,
+        corrupt_fraction=1.0,
+        corrupt_gateways=1.0,
+        lambda_l=1.0,
+        lambda_d=1.0,
+        lambda_m=1.0,
     )
     result = run(config)
     assert np.all(result.entropy == 0.0)
