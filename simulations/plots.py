@@ -50,6 +50,7 @@ def entropy_curve(
     path: str | Path,
     *,
     theory: Callable[[float], float] | None = None,
+    log_x: bool = False,
 ) -> Path:
     """Mean sender entropy (with the 5th–95th percentile band) against one parameter."""
     points = sorted(((x(r.config), r) for r in results), key=lambda p: p[0])
@@ -62,12 +63,18 @@ def entropy_curve(
     ax.fill_between(xs, lo, hi, color="#4c72b0", alpha=0.2, label="5th–95th percentile")
     ax.plot(xs, mean, "o-", color="#4c72b0", label="mean entropy")
     if theory is not None:
-        grid = np.linspace(xs.min(), xs.max(), 200)
+        grid = np.geomspace(xs.min(), xs.max(), 200) if log_x else np.linspace(xs.min(), xs.max(), 200)
         ax.plot(grid, [theory(v) for v in grid], "--", color="#c44e52", label="theory")
+    clients = {r.config.clients for r in results}
+    if len(clients) == 1 and theory is None:
+        ceiling = math.log2(clients.pop())
+        ax.axhline(ceiling, color="grey", linestyle=":", label=f"log₂ N = {ceiling:.2f} (all clients)")
     right = ax.secondary_yaxis(
         "right", functions=(lambda h: np.exp2(h), lambda a: np.log2(np.maximum(a, 1e-300)))
     )
     right.set_ylabel("anonymity set 2^H")
+    if log_x:
+        ax.set_xscale("log")
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("sender entropy H (bits)")
