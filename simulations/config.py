@@ -1,7 +1,7 @@
 """The simulator's parameters: one frozen value, validated, read from and written to TOML.
 
-Every parameter carries a section, a unit and a help text in its field metadata, so the TOML
-layout, the command-line flags and the documentation all come from this one definition.
+Every parameter carries its TOML section and a help text in its field metadata, so the TOML
+layout and the command-line flags both come from this one definition.
 """
 
 from __future__ import annotations
@@ -259,6 +259,8 @@ def _validate(c: SimConfig) -> None:
         value = getattr(c, name)
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"{name} must be between 0 and 1, got {value!r}")
+    if c.seed >= 1 << 63:
+        raise ConfigError(f"seed must fit in 63 bits (TOML integers are 64-bit), got {c.seed}")
     if c.mass_floor >= 1e-3:
         raise ConfigError(f"mass_floor must be below 1e-3, got {c.mass_floor!r}")
     if c.workload not in WORKLOADS:
