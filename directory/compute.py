@@ -95,8 +95,8 @@ def compute_consensus(
     needed = authority_threshold(len(pinned))
     if count < needed:
         raise ConsensusComputationError(
-            f"only {count} of {len(pinned)} authorities voted for epoch {epoch}; "
-            f"{needed} are needed"
+            f"only {count} of {len(pinned)} authorities voted for epoch {epoch}, "
+            f"{needed} needed"
         )
     ballots = list(by_authority.values())
 

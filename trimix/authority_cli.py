@@ -102,8 +102,20 @@ def run(config_path: Path, log_level: str) -> None:
         trio.run(_serve_until_signal, daemon)
     except OSError as error:
         raise click.ClickException(f"cannot serve: {error}") from None
+    except BaseExceptionGroup as group:
+        socket_errors, others = group.split(OSError)
+        if socket_errors is None or others is not None:
+            raise
+        raise click.ClickException(f"cannot serve: {_first_leaf(socket_errors)}") from None
     finally:
         store.close()
+
+
+def _first_leaf(group: BaseExceptionGroup[OSError]) -> BaseException:
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 async def _serve_until_signal(daemon: AuthorityDaemon) -> None:

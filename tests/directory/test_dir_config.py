@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import tomllib
 from pathlib import Path
@@ -139,3 +140,29 @@ def test_run_help_shows_a_sample_configuration() -> None:
     result = CliRunner().invoke(main, ["authority", "run", "--help"])
     assert result.exit_code == 0
     assert "[[authorities]]" in result.output and "length_seconds" in result.output
+
+
+def test_run_on_a_port_in_use_fails_cleanly(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    write_key_file(tmp_path / "authority.key", key)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / "authority.toml").write_text(
+            f"""
+[authority]
+key_file = "authority.key"
+data_dir = "data"
+listen = "127.0.0.1:{port}"
+
+[[authorities]]
+public_key = "{key.public_key.hex()}"
+url = "http://127.0.0.1:{port}"
+"""
+        )
+        result = CliRunner().invoke(
+            main, ["authority", "run", "--config", str(tmp_path / "authority.toml")]
+        )
+    assert result.exit_code == 1
+    assert "cannot serve" in result.output and "Traceback" not in result.output
