@@ -150,7 +150,7 @@ class AuthorityDaemon:
             if self.core.published(epoch) is not None:
                 return
             missing = set(self.core.missing_signatures(epoch))
-            if self.core.consensus(epoch) is not None:
+            if self.core.has_computed(epoch):
                 await self._each_peer(
                     [p for p in self.peers if p.public_key in missing],
                     partial(

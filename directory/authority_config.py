@@ -17,6 +17,7 @@ from directory.endpoints import AuthorityEndpoint
 from directory.epoch import DEFAULT_EPOCH_LENGTH_MS, DEFAULT_ORIGIN_MS, EpochClock
 from directory.errors import ConfigError, DirectoryError
 from directory.parameters import Parameters, parameters_from_array
+from directory.vote import MAX_DESCRIPTORS
 from sphinx_packets import Geometry, SphinxError
 
 SAMPLE_CONFIG = """\
@@ -162,6 +163,10 @@ def parse_authority_config(document: Mapping[str, Any], *, base: Path) -> Author
             raise ConfigError("nodes.allowed must be a list of hex keys")
         allowed_nodes = frozenset(_hex_key(k) for k in allowed)
 
+    max_descriptors = _int(limits, "max_descriptors_per_epoch", MAX_DESCRIPTORS)
+    if not 1 <= max_descriptors <= MAX_DESCRIPTORS:
+        raise ConfigError(f"limits.max_descriptors_per_epoch must be in 1..{MAX_DESCRIPTORS}")
+
     return AuthorityConfig(
         key_file=base / _get(authority, "key_file", str, "authority"),
         data_dir=base / _get(authority, "data_dir", str, "authority"),
@@ -172,7 +177,7 @@ def parse_authority_config(document: Mapping[str, Any], *, base: Path) -> Author
         geometry=shape,
         authorities=tuple(authorities),
         allowed_nodes=allowed_nodes,
-        max_descriptors_per_epoch=_int(limits, "max_descriptors_per_epoch", 10_000),
+        max_descriptors_per_epoch=max_descriptors,
         retain_published_epochs=_int(limits, "retain_published_epochs", 72),
     )
 

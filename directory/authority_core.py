@@ -42,7 +42,7 @@ from directory.signature_message import (
 from directory.signatures import SigningKey, authority_threshold, digest
 from directory.storage import AuthorityStore
 from directory.verify import verify_consensus
-from directory.vote import Vote, decode_vote, sign_vote
+from directory.vote import MAX_DESCRIPTORS, Vote, decode_vote, sign_vote
 from sphinx_packets import Geometry
 
 ACCEPTED = "accepted"
@@ -89,7 +89,7 @@ class AuthorityPolicy:
     geometry: Geometry
     allowed_nodes: frozenset[bytes] | None = None
     """Identity keys of the nodes allowed to upload; None admits any node."""
-    max_descriptors_per_epoch: int = 10_000
+    max_descriptors_per_epoch: int = MAX_DESCRIPTORS
     retain_published_epochs: int = 72
 
     @property
@@ -239,6 +239,9 @@ class AuthorityCore:
             own = message.to_bytes()
             self.store.put_signature(epoch, self.key, own)
         return own
+
+    def has_computed(self, epoch: int) -> bool:
+        return self.store.body(epoch) is not None
 
     def consensus(self, epoch: int) -> Consensus | None:
         """The consensus this authority computed for `epoch`, if any."""
