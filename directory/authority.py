@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
+from typing import Any, cast
 
 import httpx
 import hypercorn.config
@@ -79,20 +80,25 @@ class AuthorityDaemon:
         config.graceful_timeout = 1.0
         config.read_timeout = 30
         config.keep_alive_timeout = 5.0
-        async with httpx.AsyncClient(timeout=self.request_timeout) as client:
-            async with trio.open_nursery() as nursery:
-                binds = await nursery.start(
-                    partial(
-                        hypercorn.trio.serve, self.app, config, shutdown_trigger=self._stop.wait
-                    )
+        async with (
+            httpx.AsyncClient(timeout=self.request_timeout) as client,
+            trio.open_nursery() as nursery,
+        ):
+            binds = await nursery.start(
+                partial(
+                    hypercorn.trio.serve,
+                    cast(Any, self.app),  # a raw ASGI callable, which hypercorn's types lack
+                    config,
+                    shutdown_trigger=self._stop.wait,
                 )
-                self.port = int(binds[0].rsplit(":", 1)[1])
-                log.info("authority listening on port %d", self.port)
-                phases = trio.CancelScope()
-                nursery.start_soon(self._phases_forever, client, phases)
-                task_status.started(self.port)
-                await self._stop.wait()
-                phases.cancel()
+            )
+            self.port = int(binds[0].rsplit(":", 1)[1])
+            log.info("authority listening on port %d", self.port)
+            phases = trio.CancelScope()
+            nursery.start_soon(self._phases_forever, client, phases)
+            task_status.started(self.port)
+            await self._stop.wait()
+            phases.cancel()
         log.info("authority stopped")
 
     async def _phases_forever(self, client: httpx.AsyncClient, scope: trio.CancelScope) -> None:
@@ -192,7 +198,12 @@ class AuthorityDaemon:
             return
 
     async def _push(
-        self, client: httpx.AsyncClient, path: str, document: bytes, kind: str, peer: AuthorityEndpoint
+        self,
+        client: httpx.AsyncClient,
+        path: str,
+        document: bytes,
+        kind: str,
+        peer: AuthorityEndpoint,
     ) -> None:
         try:
             response = await client.post(peer.route(path), content=document, headers=OCTET_STREAM)

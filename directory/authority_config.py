@@ -152,7 +152,9 @@ def parse_authority_config(document: Mapping[str, Any], *, base: Path) -> Author
         url = _get(entry, "url", str, "authorities")
         if not url.startswith(("http://", "https://")):
             raise ConfigError("authorities.url must be an http:// or https:// URL")
-        authorities.append(AuthorityEndpoint(_hex_key(_get(entry, "public_key", str, "authorities")), url))
+        authorities.append(
+            AuthorityEndpoint(_hex_key(_get(entry, "public_key", str, "authorities")), url)
+        )
     if len({a.public_key for a in authorities}) != len(authorities):
         raise ConfigError("an authority key is listed twice")
 
@@ -210,7 +212,7 @@ def _rate(table: Mapping[str, Any], key: str, default_mhz: int) -> int:
     value = table.get(key, default_mhz / 1000)
     if type(value) not in (int, float) or not 0 <= value <= 1_000_000:
         raise ConfigError(f"parameters.{key} must be a rate per second between 0 and 1e6")
-    return round(value * 1000)
+    return round(float(value) * 1000)
 
 
 def _hex_key(text: str) -> bytes:

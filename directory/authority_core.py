@@ -203,7 +203,9 @@ class AuthorityCore:
         if vote.epoch < building:
             raise Rejection(410, "stale", f"vote for epoch {vote.epoch}, now building {building}")
         if vote.epoch > building:
-            raise Rejection(422, "too_early", f"vote for epoch {vote.epoch}, now building {building}")
+            raise Rejection(
+                422, "too_early", f"vote for epoch {vote.epoch}, now building {building}"
+            )
         if self.store.body(vote.epoch) is not None:
             raise Rejection(
                 410, "stale", f"the consensus for epoch {vote.epoch} is already computed"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 
 from directory.errors import (
     DocumentTooLargeError,
@@ -27,7 +27,8 @@ UINT64_MAX = (1 << 64) - 1
 
 def pack(obj: Any) -> bytes:
     """The canonical encoding of a tree of lists, ints, bytes and strs."""
-    return msgpack.packb(obj, use_bin_type=True)
+    encoded: bytes = msgpack.packb(obj, use_bin_type=True)
+    return encoded
 
 
 def unpack(data: bytes, *, what: str, max_size: int, check_canonical: bool = True) -> Any:
@@ -68,7 +69,9 @@ def bin_header(length: int) -> bytes:
     return b"\xc6" + length.to_bytes(4, "big")
 
 
-def field_array(value: Any, what: str, size: int | None = None, *, max_size: int | None = None) -> list[Any]:
+def field_array(
+    value: Any, what: str, size: int | None = None, *, max_size: int | None = None
+) -> list[Any]:
     """An array, of exactly `size` elements or at most `max_size`."""
     if type(value) is not list:
         raise MalformedDocumentError(f"{what}: expected an array")

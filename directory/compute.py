@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
+from itertools import pairwise
 
 from directory.consensus import Consensus
 from directory.descriptor import NodeDescriptor, Role
@@ -53,7 +54,9 @@ def assign_layers(
     """Node ids per layer (each layer in ascending node-id order); sizes differ by ≤ 1."""
     ordered = sorted(((layer_order_key(epoch, d.node_id), d) for d in mixes), key=lambda p: p[0])
     total = len(ordered)
-    room = [total // layer_count + (1 if i < total % layer_count else 0) for i in range(layer_count)]
+    room = [
+        total // layer_count + (1 if i < total % layer_count else 0) for i in range(layer_count)
+    ]
     layers: list[list[bytes]] = [[] for _ in range(layer_count)]
     unplaced: list[NodeDescriptor] = []
     for _, descriptor in ordered:
@@ -95,8 +98,7 @@ def compute_consensus(
     needed = authority_threshold(len(pinned))
     if count < needed:
         raise ConsensusComputationError(
-            f"only {count} of {len(pinned)} authorities voted for epoch {epoch}, "
-            f"{needed} needed"
+            f"only {count} of {len(pinned)} authorities voted for epoch {epoch}, {needed} needed"
         )
     ballots = list(by_authority.values())
 
@@ -117,7 +119,7 @@ def compute_consensus(
         if 2 * carried > count and descriptor.has_valid_signature()
     ]
     included.sort(key=lambda d: d.node_id)
-    for a, b in zip(included, included[1:]):
+    for a, b in pairwise(included):
         if a.node_id == b.node_id:  # impossible with one descriptor per node and vote
             raise ConsensusComputationError("two descriptors of one node have a majority")
 
@@ -129,9 +131,7 @@ def compute_consensus(
         valid_until_ms=schedule.valid_until,
         parameters=parameters,
         geometry_hash=geometry_hash,
-        layers=assign_layers(
-            epoch, (d for d in included if d.role is Role.MIX), parameters.layers
-        ),
+        layers=assign_layers(epoch, (d for d in included if d.role is Role.MIX), parameters.layers),
         gateways=tuple(d.node_id for d in included if d.role is Role.GATEWAY),
         descriptors=tuple(included),
     )

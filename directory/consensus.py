@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from directory.canonical import (
@@ -128,8 +129,8 @@ def decode_consensus(body_bytes: bytes) -> Consensus:
     embedded = field_array(body[9], "consensus descriptors", max_size=MAX_DESCRIPTORS)
 
     descriptors = []
-    mix_ids = set()
-    gateway_ids = set()
+    mix_ids: set[bytes] = set()
+    gateway_ids: set[bytes] = set()
     previous_id = b""
     for entry in embedded:
         descriptor = descriptor_from_array(entry, "consensus descriptor")
@@ -173,7 +174,7 @@ def decode_consensus(body_bytes: bytes) -> Consensus:
 def _sorted_ids(raw: Any, what: str) -> tuple[bytes, ...]:
     field_array(raw, what, max_size=MAX_DESCRIPTORS)
     ids = tuple(field_bytes(value, f"{what} node id", NODE_ID_SIZE) for value in raw)
-    if any(a >= b for a, b in zip(ids, ids[1:])):
+    if any(a >= b for a, b in pairwise(ids)):
         raise MalformedDocumentError(f"{what}: node ids not in strict ascending order")
     return ids
 

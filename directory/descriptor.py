@@ -48,9 +48,9 @@ MAX_NAME_LENGTH = 64
 MAX_HOST_LENGTH = 253
 MAX_VERSION_LENGTH = 32
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,%d}" % MAX_NAME_LENGTH)
-HOST_PATTERN = re.compile(r"[A-Za-z0-9.:\[\]-]{1,%d}" % MAX_HOST_LENGTH)
-VERSION_PATTERN = re.compile(r"[A-Za-z0-9.+_-]{1,%d}" % MAX_VERSION_LENGTH)
+NAME_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_NAME_LENGTH}}}")
+HOST_PATTERN = re.compile(rf"[A-Za-z0-9.:\[\]-]{{1,{MAX_HOST_LENGTH}}}")
+VERSION_PATTERN = re.compile(rf"[A-Za-z0-9.+_-]{{1,{MAX_VERSION_LENGTH}}}")
 
 
 class Role(IntEnum):
@@ -310,7 +310,9 @@ def _descriptor_checked(body: Any, signature: Any) -> NodeDescriptor:
 def decode_descriptor(data: bytes, *, verify: bool = True) -> NodeDescriptor:
     """Decode a descriptor; with `verify`, also check its identity-key signature
     (`BadSignatureError` if it does not hold)."""
-    descriptor = descriptor_from_array(unpack(data, what="descriptor", max_size=MAX_DESCRIPTOR_SIZE))
+    descriptor = descriptor_from_array(
+        unpack(data, what="descriptor", max_size=MAX_DESCRIPTOR_SIZE)
+    )
     # The canonical encoding of [body, signature] is a one-byte array header, the body's
     # bytes, and a two-byte bin header with the 64 signature bytes: slice, do not re-encode.
     signed = data[1 : len(data) - 2 - SIGNATURE_SIZE]

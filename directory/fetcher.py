@@ -69,9 +69,7 @@ class ConsensusFetcher:
         self._documents: dict[int, Consensus] = {}
 
     def verify(self, document: bytes, epoch: int) -> Consensus:
-        return verify_consensus(
-            document, self.pinned_keys, epoch, self.geometry, now=self.now()
-        )
+        return verify_consensus(document, self.pinned_keys, epoch, self.geometry, now=self.now())
 
     async def fetch(self, epoch: int) -> Consensus:
         """The verified consensus of `epoch`: from memory, the disk cache, or an authority.
@@ -94,7 +92,9 @@ class ConsensusFetcher:
                 except (httpx.HTTPError, DirectoryError) as error:
                     self.counters.increment(f"consensus.{_outcome(error)}")
                     failures.append(f"{authority.url}: {_describe(error)}")
-                    log.debug("consensus %d: authority %d of %d failed", epoch, position + 1, len(order))
+                    log.debug(
+                        "consensus %d: authority %d of %d failed", epoch, position + 1, len(order)
+                    )
                     continue
                 self.counters.increment("consensus.fetched")
                 self._write_cache(epoch, document)
@@ -150,13 +150,19 @@ class ConsensusFetcher:
             try:
                 return await self.fetch(epoch)
             except ConsensusUnavailableError as error:
-                log.info("consensus %d: not yet available (%d authorities tried)", epoch, len(self.authorities))
+                log.info(
+                    "consensus %d: not yet available (%d authorities tried)",
+                    epoch,
+                    len(self.authorities),
+                )
                 log.debug("%s", error)
             await trio.sleep(self.rng.uniform(0.5, 1.0) * delay)
             delay = min(delay * 2, max(1.0, self.clock.length_ms / 1000 / 8))
         return None
 
-    async def _get(self, client: httpx.AsyncClient, authority: AuthorityEndpoint, epoch: int) -> bytes:
+    async def _get(
+        self, client: httpx.AsyncClient, authority: AuthorityEndpoint, epoch: int
+    ) -> bytes:
         response = await client.get(authority.route(f"/v1/consensus/{epoch}"))
         if response.status_code != 200:
             raise ConsensusUnavailableError(f"HTTP {response.status_code}: {_reason(response)}")

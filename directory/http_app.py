@@ -141,9 +141,7 @@ class AuthorityHttpApp:
             document = getters[route](epoch)
             if document is None:
                 self.counters.increment(f"{route}.get.not_found")
-                return error_response(
-                    404, "not_found", f"no {route} for epoch {epoch} here (yet)"
-                )
+                return error_response(404, "not_found", f"no {route} for epoch {epoch} here (yet)")
             self.counters.increment(f"{route}.get.served")
             return Response(200, document, OCTET_STREAM)
         return self._not_found()

@@ -53,12 +53,15 @@ class AuthorityStore:
         return self._all("SELECT data FROM descriptors WHERE epoch = ? ORDER BY node_id", (epoch,))
 
     def descriptor_count(self, epoch: int) -> int:
-        row = self._db.execute("SELECT COUNT(*) FROM descriptors WHERE epoch = ?", (epoch,)).fetchone()
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM descriptors WHERE epoch = ?", (epoch,)
+        ).fetchone()
         return int(row[0])
 
     def put_descriptor(self, epoch: int, node_id: bytes, data: bytes) -> None:
         self._db.execute(
-            "INSERT INTO descriptors (epoch, node_id, data) VALUES (?, ?, ?)", (epoch, node_id, data)
+            "INSERT INTO descriptors (epoch, node_id, data) VALUES (?, ?, ?)",
+            (epoch, node_id, data),
         )
 
     # votes

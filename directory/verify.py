@@ -71,10 +71,9 @@ def verify_consensus(
     consensus = decode_consensus(signed.body)
     if consensus.epoch != epoch:
         raise WrongEpochError(f"consensus: for epoch {consensus.epoch}, expected {epoch}")
-    if to_ms(now) >= consensus.valid_until_ms:
-        raise ExpiredDocumentError(
-            f"consensus: epoch {consensus.epoch} expired {to_ms(now) - consensus.valid_until_ms} ms ago"
-        )
+    late_ms = to_ms(now) - consensus.valid_until_ms
+    if late_ms >= 0:
+        raise ExpiredDocumentError(f"consensus: epoch {consensus.epoch} expired {late_ms} ms ago")
     if not hmac.compare_digest(consensus.geometry_hash, geometry.hash()):
         raise GeometryMismatchError(
             "consensus: its geometry hash is not the hash of the expected geometry"

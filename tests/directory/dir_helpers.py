@@ -46,9 +46,7 @@ def make_descriptor(
     )
 
 
-def make_network(
-    rng: random.Random, epoch: int, mixes: int, gateways: int
-) -> list[NodeDescriptor]:
+def make_network(rng: random.Random, epoch: int, mixes: int, gateways: int) -> list[NodeDescriptor]:
     return [make_descriptor(rng, epoch) for _ in range(mixes)] + [
         make_descriptor(rng, epoch, role=Role.GATEWAY) for _ in range(gateways)
     ]

@@ -46,7 +46,7 @@ def cores(tmp_path: Path, rng: random.Random) -> Iterator[list[AuthorityCore]]:
         max_descriptors_per_epoch=20,
     )
     stores = [AuthorityStore(tmp_path / f"a{i}" / "db.sqlite3") for i in range(3)]
-    yield [AuthorityCore(k, policy, s) for k, s in zip(keys, stores)]
+    yield [AuthorityCore(k, policy, s) for k, s in zip(keys, stores, strict=True)]
     for store in stores:
         store.close()
 
@@ -81,20 +81,30 @@ def test_descriptor_uploads(cores: list[AuthorityCore], rng: random.Random) -> N
 
     stale = _rejection(core.accept_descriptor, make_descriptor(rng, BUILDING).to_bytes(), VOTE_TIME)
     assert (stale.status, stale.code) == (410, "stale")
-    assert core.accept_descriptor(make_descriptor(rng, BUILDING + 1).to_bytes(), VOTE_TIME) == "accepted"
-    early = _rejection(core.accept_descriptor, make_descriptor(rng, BUILDING + 2).to_bytes(), UPLOAD_TIME)
+    assert (
+        core.accept_descriptor(make_descriptor(rng, BUILDING + 1).to_bytes(), VOTE_TIME)
+        == "accepted"
+    )
+    early = _rejection(
+        core.accept_descriptor, make_descriptor(rng, BUILDING + 2).to_bytes(), UPLOAD_TIME
+    )
     assert (early.status, early.code) == (422, "too_early")
 
     forged = bytearray(make_descriptor(rng, BUILDING).to_bytes())
     forged[-3] ^= 0xFF
     assert _rejection(core.accept_descriptor, bytes(forged), UPLOAD_TIME).status == 401
     assert _rejection(core.accept_descriptor, b"\xc1", UPLOAD_TIME).code == "malformed"
-    assert _rejection(core.accept_descriptor, b"\x00" * (MAX_DESCRIPTOR_SIZE + 1), UPLOAD_TIME).code == "too_large"
+    assert (
+        _rejection(core.accept_descriptor, b"\x00" * (MAX_DESCRIPTOR_SIZE + 1), UPLOAD_TIME).code
+        == "too_large"
+    )
     non_canonical = b"\xdc\x00\x02" + data[1:]  # the outer array header as an array16
     assert _rejection(core.accept_descriptor, non_canonical, UPLOAD_TIME).code == "non_canonical"
 
 
-def test_conflicting_descriptor_of_the_same_node(cores: list[AuthorityCore], rng: random.Random) -> None:
+def test_conflicting_descriptor_of_the_same_node(
+    cores: list[AuthorityCore], rng: random.Random
+) -> None:
     core = cores[0]
     key = signing_key(rng)
     first = make_descriptor(rng, BUILDING, key=key, port=1).to_bytes()
@@ -121,10 +131,18 @@ def test_admission_list_and_capacity(tmp_path: Path, rng: random.Random) -> None
         core = AuthorityCore(key, policy, store)
         outsider = make_descriptor(rng, BUILDING).to_bytes()
         assert _rejection(core.accept_descriptor, outsider, UPLOAD_TIME).code == "node_not_allowed"
-        assert core.accept_descriptor(make_descriptor(rng, BUILDING, key=admitted).to_bytes(), UPLOAD_TIME) == "accepted"
+        assert (
+            core.accept_descriptor(
+                make_descriptor(rng, BUILDING, key=admitted).to_bytes(), UPLOAD_TIME
+            )
+            == "accepted"
+        )
         open_policy = AuthorityPolicy(
-            authorities=policy.authorities, clock=CLOCK, parameters=policy.parameters,
-            geometry=GEOMETRY, max_descriptors_per_epoch=1,
+            authorities=policy.authorities,
+            clock=CLOCK,
+            parameters=policy.parameters,
+            geometry=GEOMETRY,
+            max_descriptors_per_epoch=1,
         )
         full = AuthorityCore(key, open_policy, store)
         assert _rejection(full.accept_descriptor, outsider, UPLOAD_TIME).status == 429
@@ -215,7 +233,9 @@ def test_byzantine_signature_over_another_document_is_refused(
     assert b.accept_signature(a_signature, COMPUTE_TIME) == "accepted"
 
 
-def test_signature_before_compute_is_pending(cores: list[AuthorityCore], rng: random.Random) -> None:
+def test_signature_before_compute_is_pending(
+    cores: list[AuthorityCore], rng: random.Random
+) -> None:
     _ = rng
     votes = [core.make_vote(BUILDING) for core in cores]
     for core in cores:
@@ -247,11 +267,16 @@ def test_late_signature_is_added_to_the_published_document(
 def test_restarted_core_serves_what_it_published(tmp_path: Path, rng: random.Random) -> None:
     key = signing_key(rng)
     policy = AuthorityPolicy(
-        authorities=frozenset({key.public_key}), clock=CLOCK, parameters=Parameters.default(), geometry=GEOMETRY
+        authorities=frozenset({key.public_key}),
+        clock=CLOCK,
+        parameters=Parameters.default(),
+        geometry=GEOMETRY,
     )
     store = AuthorityStore(tmp_path / "db.sqlite3")
     core = AuthorityCore(key, policy, store)
-    core.accept_descriptor(make_descriptor(rng, BUILDING, role=Role.GATEWAY).to_bytes(), UPLOAD_TIME)
+    core.accept_descriptor(
+        make_descriptor(rng, BUILDING, role=Role.GATEWAY).to_bytes(), UPLOAD_TIME
+    )
     core.make_vote(BUILDING)
     signature = core.compute(BUILDING)
     document = core.publish(BUILDING)

@@ -37,12 +37,16 @@ def test_votes_in_any_order_give_identical_bytes(seed: int, order: random.Random
     for index, key in enumerate(keys):
         # Each authority saw a different subset and proposes different numbers.
         seen = [d for d in network if rng.random() < 0.8]
-        parameters = replace(Parameters.default(), mean_delay_ms=40 + 10 * index, layers=2 + index % 3)
+        parameters = replace(
+            Parameters.default(), mean_delay_ms=40 + 10 * index, layers=2 + index % 3
+        )
         votes.append(make_vote(key, EPOCH, seen, parameters=parameters))
     reference = compute_consensus(votes, epoch=EPOCH, authorities=pinned, clock=CLOCK).to_bytes()
     shuffled = list(votes)
     order.shuffle(shuffled)
-    again = compute_consensus(shuffled, epoch=EPOCH, authorities=list(reversed(pinned)), clock=CLOCK)
+    again = compute_consensus(
+        shuffled, epoch=EPOCH, authorities=list(reversed(pinned)), clock=CLOCK
+    )
     assert again.to_bytes() == reference
     assert decode_consensus(reference) == again
 
@@ -96,8 +100,8 @@ def test_parameters_are_low_medians() -> None:
     delays = [10, 40, 20, 30]
     layers = [3, 5, 2, 4]
     votes = [
-        make_vote(k, EPOCH, [], parameters=replace(Parameters.default(), mean_delay_ms=d, layers=l))
-        for k, d, l in zip(keys, delays, layers)
+        make_vote(k, EPOCH, [], parameters=replace(Parameters.default(), mean_delay_ms=d, layers=n))
+        for k, d, n in zip(keys, delays, layers, strict=True)
     ]
     consensus = compute_consensus(votes, epoch=EPOCH, authorities=pinned, clock=CLOCK)
     assert consensus.parameters.mean_delay_ms == 20
@@ -111,7 +115,9 @@ def test_too_few_votes_is_no_consensus() -> None:
     rng = random.Random(5)
     keys, pinned = _authorities(rng, 3)
     with pytest.raises(ConsensusComputationError, match="only 1 of 3 authorities voted"):
-        compute_consensus([make_vote(keys[0], EPOCH, [])], epoch=EPOCH, authorities=pinned, clock=CLOCK)
+        compute_consensus(
+            [make_vote(keys[0], EPOCH, [])], epoch=EPOCH, authorities=pinned, clock=CLOCK
+        )
 
 
 def test_votes_from_unknown_keys_or_other_epochs_are_refused() -> None:
@@ -140,7 +146,12 @@ def test_two_different_votes_by_one_authority_are_refused() -> None:
     one = make_vote(keys[0], EPOCH, [])
     other = make_vote(keys[0], EPOCH, [make_descriptor(rng, EPOCH)])
     with pytest.raises(ConsensusComputationError, match="two different votes"):
-        compute_consensus([one, other, make_vote(keys[1], EPOCH, [])], epoch=EPOCH, authorities=pinned, clock=CLOCK)
+        compute_consensus(
+            [one, other, make_vote(keys[1], EPOCH, [])],
+            epoch=EPOCH,
+            authorities=pinned,
+            clock=CLOCK,
+        )
 
 
 def test_geometry_needs_a_majority() -> None:
@@ -162,7 +173,9 @@ def test_geometry_needs_a_majority() -> None:
 def test_times_come_from_the_clock() -> None:
     rng = random.Random(9)
     keys, pinned = _authorities(rng, 1)
-    consensus = compute_consensus([make_vote(keys[0], EPOCH, [])], epoch=EPOCH, authorities=pinned, clock=CLOCK)
+    consensus = compute_consensus(
+        [make_vote(keys[0], EPOCH, [])], epoch=EPOCH, authorities=pinned, clock=CLOCK
+    )
     schedule = CLOCK.schedule(EPOCH)
     assert (consensus.valid_after_ms, consensus.fresh_until_ms, consensus.valid_until_ms) == (
         schedule.valid_after,
@@ -178,7 +191,9 @@ def test_times_come_from_the_clock() -> None:
     layer_count=st.integers(1, 6),
     epoch=st.integers(0, 2**40),
 )
-def test_layer_sizes_differ_by_at_most_one(seed: int, mixes: int, layer_count: int, epoch: int) -> None:
+def test_layer_sizes_differ_by_at_most_one(
+    seed: int, mixes: int, layer_count: int, epoch: int
+) -> None:
     rng = random.Random(seed)
     nodes = [
         make_descriptor(rng, epoch, layer_preference=rng.choice([0, 0, 1, 1, 1, layer_count, 9]))

@@ -72,7 +72,12 @@ def test_the_sample_configuration_parses_once_keys_are_filled_in(tmp_path: Path)
         ({"authorities": [{"public_key": "zz", "url": "http://x"}]}, "hex"),
         ({"authorities": [{"public_key": KEY_A, "url": "ftp://x"}]}, "http"),
         (
-            {"authorities": [{"public_key": KEY_A, "url": "http://x"}, {"public_key": KEY_A, "url": "http://y"}]},
+            {
+                "authorities": [
+                    {"public_key": KEY_A, "url": "http://x"},
+                    {"public_key": KEY_A, "url": "http://y"},
+                ]
+            },
             "twice",
         ),
         ({"parameters": {"layers": 0}}, "layers"),
@@ -82,7 +87,9 @@ def test_the_sample_configuration_parses_once_keys_are_filled_in(tmp_path: Path)
         ({"epoch": {"origin": "yesterday"}}, "number"),
     ],
 )
-def test_invalid_configurations_say_what_is_wrong(overrides: dict[str, Any], message: str, tmp_path: Path) -> None:
+def test_invalid_configurations_say_what_is_wrong(
+    overrides: dict[str, Any], message: str, tmp_path: Path
+) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_authority_config(_document(**overrides), base=tmp_path)
 
@@ -122,7 +129,9 @@ def test_keygen_command(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     key = read_key_file(path)
     assert f'public_key = "{key.public_key.hex()}"' in result.output
-    tomllib.loads(result.output[result.output.rindex("[[authorities]]") :].replace("<host>:<port>", "h:1"))
+    tomllib.loads(
+        result.output[result.output.rindex("[[authorities]]") :].replace("<host>:<port>", "h:1")
+    )
     again = CliRunner().invoke(main, ["authority", "keygen", "--key-file", str(path)])
     assert again.exit_code != 0 and "refusing to overwrite" in again.output
     assert read_key_file(path).public_key == key.public_key

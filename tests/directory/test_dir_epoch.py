@@ -29,7 +29,13 @@ def test_phase_deadlines_lie_in_the_epoch_before() -> None:
     clock = EpochClock(origin_ms=0, length_ms=1_200_000)
     schedule = clock.schedule(3)
     building = clock.start_ms(2)
-    assert building < schedule.vote_at < schedule.compute_at < schedule.publish_at < schedule.valid_after
+    assert (
+        building
+        < schedule.vote_at
+        < schedule.compute_at
+        < schedule.publish_at
+        < schedule.valid_after
+    )
     assert schedule.vote_at == building + 600_000
     assert schedule.compute_at == building + 750_000
     assert schedule.publish_at == building + 900_000

@@ -66,7 +66,9 @@ async def test_bad_requests_get_clear_4xx_and_are_counted(
         await expect(await post("/v1/descriptor", conflicting_again.to_bytes()), 409, "conflict")
         await expect(await post("/v1/descriptor", b"\x92\x01"), 400, "malformed")
         await expect(await post("/v1/descriptor", b""), 400, "malformed")
-        await expect(await post("/v1/descriptor", b"x" * (MAX_DESCRIPTOR_SIZE + 1)), 413, "too_large")
+        await expect(
+            await post("/v1/descriptor", b"x" * (MAX_DESCRIPTOR_SIZE + 1)), 413, "too_large"
+        )
 
         async def chunks() -> AsyncIterator[bytes]:
             for _ in range(5):
@@ -107,12 +109,18 @@ async def test_bad_requests_get_clear_4xx_and_are_counted(
         await expect(await client.get(route("/v1/consensus/-1")), 400, "bad_epoch")
         await expect(await client.get(route(f"/v1/consensus/{epoch}")), 404, "not_found")
         await expect(await client.get(route("/v2/anything")), 404, "not_found")
-        await expect(await client.put(route("/v1/descriptor"), content=b""), 405, "method_not_allowed")
-        await expect(await client.post(route("/v1/consensus/1"), content=b""), 405, "method_not_allowed")
+        await expect(
+            await client.put(route("/v1/descriptor"), content=b""), 405, "method_not_allowed"
+        )
+        await expect(
+            await client.post(route("/v1/consensus/1"), content=b""), 405, "method_not_allowed"
+        )
 
         for _ in range(40):  # a flood of noise changes nothing
             noise = rng.randbytes(rng.randrange(0, 600))
-            response = await post(rng.choice(["/v1/descriptor", "/v1/vote", "/v1/signature"]), noise)
+            response = await post(
+                rng.choice(["/v1/descriptor", "/v1/vote", "/v1/signature"]), noise
+            )
             assert 400 <= response.status_code < 500
 
         health = (await client.get(route("/v1/health"))).json()

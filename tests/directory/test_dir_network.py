@@ -32,7 +32,9 @@ class InOrder(random.Random):
         pass
 
 
-async def _upload_all(descriptors: list[NodeDescriptor], endpoints: list[AuthorityEndpoint]) -> None:
+async def _upload_all(
+    descriptors: list[NodeDescriptor], endpoints: list[AuthorityEndpoint]
+) -> None:
     for endpoint in endpoints:
         for descriptor in descriptors:
             response = await upload(endpoint, descriptor.to_bytes())
@@ -139,7 +141,10 @@ async def test_byzantine_authority_cannot_get_its_document_accepted(tmp_path: Pa
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 lambda task_status: hypercorn.trio.serve(
-                    byzantine_app, config, shutdown_trigger=stop_byzantine.wait, task_status=task_status
+                    byzantine_app,
+                    config,
+                    shutdown_trigger=stop_byzantine.wait,
+                    task_status=task_status,
                 )
             )
             honest = [
@@ -165,7 +170,9 @@ async def test_byzantine_authority_cannot_get_its_document_accepted(tmp_path: Pa
                 )
                 byzantine_document = signed_document(forged, [byzantine_key])
                 await _sleep_until(clock.schedule(epoch).compute_at + 100)
-                message = sign_consensus_body(byzantine_key, epoch=epoch, consensus_body=forged.to_bytes())
+                message = sign_consensus_body(
+                    byzantine_key, epoch=epoch, consensus_body=forged.to_bytes()
+                )
                 async with httpx.AsyncClient(timeout=5) as client:
                     for endpoint in endpoints[:2]:
                         response = await client.post(

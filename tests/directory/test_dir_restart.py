@@ -47,7 +47,7 @@ def _keygen(key_file: Path) -> bytes:
     )
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    line = next(l for l in result.stdout.splitlines() if l.startswith("public_key"))
+    line = next(x for x in result.stdout.splitlines() if x.startswith("public_key"))
     return bytes.fromhex(line.split('"')[1])
 
 

@@ -49,8 +49,12 @@ def test_the_next_epoch_can_be_verified_before_it_begins() -> None:
 
 
 def test_a_minority_is_not_enough() -> None:
-    with pytest.raises(InsufficientSignaturesError, match="1 valid signatures from pinned authorities, 2 needed"):
-        verify_consensus(signed_document(CONSENSUS, AUTHORITIES[:1]), PINNED, EPOCH, GEOMETRY, now=NOW)
+    with pytest.raises(
+        InsufficientSignaturesError, match="1 valid signatures from pinned authorities, 2 needed"
+    ):
+        verify_consensus(
+            signed_document(CONSENSUS, AUTHORITIES[:1]), PINNED, EPOCH, GEOMETRY, now=NOW
+        )
     with pytest.raises(InsufficientSignaturesError):
         verify_consensus(signed_document(CONSENSUS, []), PINNED, EPOCH, GEOMETRY, now=NOW)
 
@@ -63,7 +67,7 @@ def test_one_byte_changed_breaks_the_signatures() -> None:
     key = CONSENSUS.descriptors[0].sphinx_keys[1]
     position = start + body.index(key) + 5
     document[position] ^= 0x01
-    with pytest.raises(BadSignatureError, match="0 valid signatures.*3 invalid"):
+    with pytest.raises(BadSignatureError, match=r"0 valid signatures.*3 invalid"):
         verify_consensus(bytes(document), PINNED, EPOCH, GEOMETRY, now=NOW)
 
 
@@ -73,7 +77,11 @@ def test_signatures_by_unknown_keys_do_not_count() -> None:
         verify_consensus(signed_document(CONSENSUS, strangers), PINNED, EPOCH, GEOMETRY, now=NOW)
     with pytest.raises(UnknownAuthorityError, match="1 valid"):
         verify_consensus(
-            signed_document(CONSENSUS, [AUTHORITIES[0], strangers[0]]), PINNED, EPOCH, GEOMETRY, now=NOW
+            signed_document(CONSENSUS, [AUTHORITIES[0], strangers[0]]),
+            PINNED,
+            EPOCH,
+            GEOMETRY,
+            now=NOW,
         )
     # Extra signatures by unknown keys do not spoil a document a majority signed.
     assert verify_consensus(
@@ -126,9 +134,7 @@ def test_expired_consensus_is_rejected() -> None:
 def test_wrong_geometry_is_rejected() -> None:
     document = signed_document(CONSENSUS, AUTHORITIES)
     with pytest.raises(GeometryMismatchError, match="geometry"):
-        verify_consensus(
-            document, PINNED, EPOCH, Geometry(hops=4, user_payload_size=1000), now=NOW
-        )
+        verify_consensus(document, PINNED, EPOCH, Geometry(hops=4, user_payload_size=1000), now=NOW)
 
 
 def test_byzantine_document_signed_by_one_authority_is_rejected() -> None:
