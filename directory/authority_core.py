@@ -11,6 +11,7 @@ Every rejection is a `Rejection` with an HTTP status, a short code and a reason.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,11 +188,9 @@ class AuthorityCore:
 
     def accept_vote(self, data: bytes, now: float) -> str:
         try:
-            vote = decode_vote(data)
+            vote = decode_vote(data, authorities=self.policy.authorities)
         except DirectoryError as error:
             raise rejection_for(error) from None
-        if vote.authority_key not in self.policy.authorities:
-            raise Rejection(403, "unknown_authority", "the vote is not by a pinned authority")
         known = self.store.vote(vote.epoch, vote.authority_key)
         if known is not None:
             if known == data:
@@ -286,7 +285,10 @@ class AuthorityCore:
         if body is None:
             return PENDING
         if self.store.published(message.epoch) is not None:
-            self.publish(message.epoch)  # republish with the late signature
+            # Republish with the late signature. Below the threshold (the document served
+            # was adopted from another authority) the served document stays as it is.
+            with contextlib.suppress(InsufficientSignaturesError):
+                self.publish(message.epoch)
         return ACCEPTED
 
     def _check_signs(self, message: SignatureMessage, body: bytes) -> None:

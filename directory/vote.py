@@ -11,7 +11,7 @@ authority's Ed25519 signature of the canonical bytes of `body`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,7 +24,7 @@ from directory.canonical import (
     unpack,
 )
 from directory.descriptor import NodeDescriptor, descriptor_from_array
-from directory.errors import BadSignatureError, MalformedDocumentError
+from directory.errors import BadSignatureError, MalformedDocumentError, UnknownAuthorityError
 from directory.parameters import Parameters, parameters_from_array
 from directory.signatures import (
     PUBLIC_KEY_SIZE,
@@ -99,12 +99,13 @@ def sign_vote(
     return replace(unsigned, signature=signing_key.sign(unsigned.signed_bytes()))
 
 
-def decode_vote(data: bytes) -> Vote:
+def decode_vote(data: bytes, *, authorities: Collection[bytes] | None = None) -> Vote:
     """Decode a vote and check the authority's signature over it (`BadSignatureError`).
 
-    Whether the authority is a pinned one is the caller's question. The descriptors'
-    own signatures are not checked here: the consensus computation checks each distinct
-    descriptor it includes once."""
+    With `authorities`, a vote by any other key is refused (`UnknownAuthorityError`) before
+    its signature and descriptors cost anything. The descriptors' own signatures are not
+    checked here: the consensus computation checks each distinct descriptor it includes
+    once."""
     outer = unpack(data, what="vote", max_size=MAX_VOTE_SIZE)
     field_array(outer, "vote", 2)
     body, signature = outer
@@ -116,6 +117,8 @@ def decode_vote(data: bytes) -> Vote:
     geometry_hash = field_bytes(body[4], "vote geometry hash", GEOMETRY_HASH_SIZE)
     embedded = field_array(body[5], "vote descriptors", max_size=MAX_DESCRIPTORS)
     field_bytes(signature, "vote signature", SIGNATURE_SIZE)
+    if authorities is not None and authority_key not in authorities:
+        raise UnknownAuthorityError("vote: not by a pinned authority")
     signed = data[_array_header_size(2) : len(data) - 2 - SIGNATURE_SIZE]
     if not verify_signature(authority_key, signature, signed):
         raise BadSignatureError("vote: the authority's signature does not verify")

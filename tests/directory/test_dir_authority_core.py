@@ -290,3 +290,48 @@ def test_restarted_core_serves_what_it_published(tmp_path: Path, rng: random.Ran
         assert again.publish(BUILDING) == document
     finally:
         store.close()
+
+
+def test_late_signature_keeps_an_adopted_document(tmp_path: Path, rng: random.Random) -> None:
+    """An authority that computed another body than the majority adopts the majority's
+    document; a late signature of its own body, below the threshold, changes nothing."""
+    keys = [signing_key(rng) for _ in range(5)]
+    policy = AuthorityPolicy(
+        authorities=frozenset(k.public_key for k in keys),
+        clock=CLOCK,
+        parameters=Parameters.default(),
+        geometry=GEOMETRY,
+    )
+    stores = [AuthorityStore(tmp_path / f"a{i}.sqlite3") for i in range(5)]
+    try:
+        cores = [AuthorityCore(k, policy, s) for k, s in zip(keys, stores, strict=True)]
+        late = cores[4]
+        node = make_descriptor(rng, BUILDING).to_bytes()
+        for core in cores[:3]:
+            core.accept_descriptor(node, UPLOAD_TIME)
+        votes = [core.make_vote(BUILDING) for core in cores]
+        for core in cores[:4]:
+            for vote in votes:
+                core.accept_vote(vote, VOTE_TIME)
+        for vote in votes[2:4]:  # the late one saw only three votes, one with the node
+            late.accept_vote(vote, VOTE_TIME)
+        signatures = [core.compute(BUILDING) for core in cores]
+        assert late.store.body(BUILDING) != cores[0].store.body(BUILDING)
+        for signature in signatures[1:3]:
+            cores[0].accept_signature(signature, COMPUTE_TIME)
+        majority = cores[0].publish(BUILDING)
+        with pytest.raises(InsufficientSignaturesError):
+            late.publish(BUILDING)
+        late.adopt(BUILDING, majority, PUBLISH_TIME)
+        assert late.published(BUILDING) == majority
+
+        # One more signature of the late authority's own body (an equivocating peer's):
+        # two of five, below the threshold, so the adopted document stays.
+        equivocation = sign_consensus_body(
+            keys[3], epoch=BUILDING, consensus_body=late.store.body(BUILDING) or b""
+        )
+        assert late.accept_signature(equivocation.to_bytes(), PUBLISH_TIME) == "accepted"
+        assert late.published(BUILDING) == majority
+    finally:
+        for store in stores:
+            store.close()
