@@ -34,7 +34,7 @@ from directory.canonical import (
     pack,
     unpack,
 )
-from directory.descriptor import NodeDescriptor, Role, descriptor_from_array
+from directory.descriptor import NodeDescriptor, Role, descriptors_from_arrays
 from directory.errors import (
     DuplicateSignatureError,
     MalformedDocumentError,
@@ -128,20 +128,9 @@ def decode_consensus(body_bytes: bytes) -> Consensus:
     raw_gateways = field_array(body[8], "consensus gateways", max_size=MAX_DESCRIPTORS)
     embedded = field_array(body[9], "consensus descriptors", max_size=MAX_DESCRIPTORS)
 
-    descriptors = []
-    mix_ids: set[bytes] = set()
-    gateway_ids: set[bytes] = set()
-    previous_id = b""
-    for entry in embedded:
-        descriptor = descriptor_from_array(entry, "consensus descriptor")
-        if descriptor.epoch != epoch:
-            raise MalformedDocumentError("consensus: a descriptor is for another epoch")
-        current_id = descriptor.node_id
-        if current_id <= previous_id:
-            raise MalformedDocumentError("consensus: descriptors not in strict node-id order")
-        previous_id = current_id
-        (mix_ids if descriptor.role is Role.MIX else gateway_ids).add(current_id)
-        descriptors.append(descriptor)
+    descriptors = descriptors_from_arrays(embedded, epoch, "consensus")
+    mix_ids = {d.node_id for d in descriptors if d.role is Role.MIX}
+    gateway_ids = {d.node_id for d in descriptors if d.role is not Role.MIX}
 
     layers = tuple(_sorted_ids(raw, "consensus layer") for raw in raw_layers)
     placed: set[bytes] = set()

@@ -193,6 +193,22 @@ def descriptor_from_array(value: Any, what: str = "descriptor") -> NodeDescripto
     return descriptor_from_fields(value[0], value[1])
 
 
+def descriptors_from_arrays(entries: list[Any], epoch: int, what: str) -> list[NodeDescriptor]:
+    """The descriptors embedded in a vote or consensus (`what`): each for `epoch`, in strict
+    node-id order (so one per node); their signatures are not checked here."""
+    descriptors = []
+    previous_id = b""
+    for entry in entries:
+        descriptor = descriptor_from_array(entry, f"{what} descriptor")
+        if descriptor.epoch != epoch:
+            raise MalformedDocumentError(f"{what}: a descriptor is for another epoch")
+        if descriptor.node_id <= previous_id:
+            raise MalformedDocumentError(f"{what}: descriptors not in strict node-id order")
+        previous_id = descriptor.node_id
+        descriptors.append(descriptor)
+    return descriptors
+
+
 def descriptor_from_fields(body: Any, signature: Any) -> NodeDescriptor:
     """Check a decoded body and signature field by field and build the descriptor;
     `MalformedDocumentError` names the first field that is wrong."""

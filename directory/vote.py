@@ -23,7 +23,7 @@ from directory.canonical import (
     pack,
     unpack,
 )
-from directory.descriptor import NodeDescriptor, descriptor_from_array
+from directory.descriptor import NodeDescriptor, descriptors_from_arrays
 from directory.errors import BadSignatureError, MalformedDocumentError, UnknownAuthorityError
 from directory.parameters import Parameters, parameters_from_array
 from directory.signatures import (
@@ -122,17 +122,7 @@ def decode_vote(data: bytes, *, authorities: Collection[bytes] | None = None) ->
     signed = data[_array_header_size(2) : len(data) - 2 - SIGNATURE_SIZE]
     if not verify_signature(authority_key, signature, signed):
         raise BadSignatureError("vote: the authority's signature does not verify")
-    descriptors = []
-    previous_id = b""
-    for entry in embedded:
-        descriptor = descriptor_from_array(entry, "vote descriptor")
-        if descriptor.epoch != epoch:
-            raise MalformedDocumentError("vote: a descriptor is for another epoch")
-        current_id = descriptor.node_id
-        if current_id <= previous_id:
-            raise MalformedDocumentError("vote: descriptors not in strict node-id order")
-        previous_id = current_id
-        descriptors.append(descriptor)
+    descriptors = descriptors_from_arrays(embedded, epoch, "vote")
     return Vote(epoch, authority_key, parameters, geometry_hash, tuple(descriptors), signature)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import msgpack
 
-from sphinx_packets.errors import GeometryError
+from sphinx_packets.errors import GeometryError, InvalidPacketError
 
 NIKE_X25519 = "x25519"
 SPRP_LIONESS = "lioness-chacha20-blake2b256"
@@ -105,3 +105,13 @@ class Geometry:
     def hash(self) -> bytes:
         """BLAKE2b-256 of `canonical_bytes()`: what the consensus carries."""
         return hashlib.blake2b(self.canonical_bytes(), digest_size=32).digest()
+
+
+def exact_bytes(data: object, size: int, what: str) -> bytes:
+    """`data` as bytes if it is bytes-like and exactly `size` long; else `InvalidPacketError`."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise InvalidPacketError(f"{what} must be bytes")
+    data = bytes(data)
+    if len(data) != size:
+        raise InvalidPacketError(f"{what} must be {size} bytes, not {len(data)}")
+    return data

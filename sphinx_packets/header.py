@@ -28,6 +28,7 @@ from sphinx_packets.geometry import (
     NODE_ID_SIZE,
     PER_HOP_ROUTING_INFO_SIZE,
     Geometry,
+    exact_bytes,
 )
 from sphinx_packets.primitives import (
     PacketKeys,
@@ -122,13 +123,7 @@ def create_header(
 
 def unwrap_header(geometry: Geometry, private_key: bytes, header: bytes) -> UnwrappedHeader:
     """Process one header with a node's Sphinx private key."""
-    if not isinstance(header, bytes | bytearray | memoryview):
-        raise InvalidPacketError("a header must be bytes")
-    header = bytes(header)
-    if len(header) != geometry.header_size:
-        raise InvalidPacketError(
-            f"a header must be {geometry.header_size} bytes, not {len(header)}"
-        )
+    header = exact_bytes(header, geometry.header_size, "a header")
     if not isinstance(private_key, bytes) or len(private_key) != GROUP_ELEMENT_SIZE:
         raise InvalidKeyError(f"a Sphinx private key must be {GROUP_ELEMENT_SIZE} bytes")
     if header[:AD_SIZE] != AD:

@@ -22,7 +22,7 @@ from sphinx_packets.errors import (
     PathError,
     PayloadTagError,
 )
-from sphinx_packets.geometry import PAYLOAD_TAG_SIZE, Geometry
+from sphinx_packets.geometry import PAYLOAD_TAG_SIZE, Geometry, exact_bytes
 from sphinx_packets.header import PathHop, create_header, unwrap_header
 from sphinx_packets.primitives import Rng, macs_equal
 
@@ -86,13 +86,7 @@ def create_packet(
 def unwrap(geometry: Geometry, private_key: bytes, packet: bytes) -> UnwrapResult:
     """Process a whole packet at one hop. Raises a `SphinxError` subclass on any bad input;
     the caller checks `replay_tag` against its replay filter."""
-    if not isinstance(packet, bytes | bytearray | memoryview):
-        raise InvalidPacketError("a packet must be bytes")
-    packet = bytes(packet)
-    if len(packet) != geometry.packet_size:
-        raise InvalidPacketError(
-            f"a packet must be {geometry.packet_size} bytes, not {len(packet)}"
-        )
+    packet = exact_bytes(packet, geometry.packet_size, "a packet")
     split = geometry.header_size
     header = unwrap_header(geometry, private_key, packet[:split])
     body = lioness.decrypt(lioness.lioness_key(header.payload_key), packet[split:])

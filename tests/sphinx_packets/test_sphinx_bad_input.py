@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sphinx_packets import (
+    Deliver,
     DeliverSurbReply,
     Forward,
     Geometry,
@@ -22,6 +23,7 @@ from sphinx_packets import (
     PayloadTagError,
     SphinxError,
     SURBKeys,
+    UnwrapResult,
     create_packet,
     create_surb_reply,
     decrypt_surb_payload,
@@ -61,13 +63,14 @@ def _flip(packet: bytes, bit: int) -> bytes:
     return bytes(data)
 
 
-def _walk(packet: bytes) -> object:
+def _walk(packet: bytes) -> UnwrapResult:
     """Unwrap at every hop in turn; returns the last hop's result."""
-    result: object = None
+    result: UnwrapResult | None = None
     for node in NODES:
         result = unwrap(GEOMETRY, node.private_key, packet)
         if isinstance(result, Forward):
             packet = result.packet
+    assert result is not None
     return result
 
 
@@ -103,7 +106,8 @@ def test_a_flipped_payload_bit_is_caught_at_the_last_hop(bit: int) -> None:
 
 def test_the_untampered_packet_is_delivered() -> None:
     result = _walk(PACKET)
-    assert getattr(result, "payload") == PAYLOAD
+    assert isinstance(result, Deliver)
+    assert result.payload == PAYLOAD
 
 
 def test_a_wrong_key_is_caught_at_the_first_hop() -> None:
@@ -173,9 +177,12 @@ def test_a_flipped_surb_reply_payload_is_caught_by_its_creator() -> None:
     assert isinstance(result, DeliverSurbReply)
     with pytest.raises(PayloadTagError):
         decrypt_surb_payload(GEOMETRY, keys, result.payload)
+    intact = _walk(packet)
+    assert isinstance(intact, DeliverSurbReply)
+    assert decrypt_surb_payload(GEOMETRY, keys, intact.payload) == PAYLOAD
     other = SURBKeys(keys.surb_id, os.urandom(48), keys.hop_keys)
     with pytest.raises(PayloadTagError):
-        decrypt_surb_payload(GEOMETRY, other, _walk(packet).payload)  # type: ignore[attr-defined]
+        decrypt_surb_payload(GEOMETRY, other, intact.payload)
 
 
 @settings(max_examples=100)
