@@ -57,15 +57,24 @@ def _rejection(call, *args) -> Rejection:  # type: ignore[no-untyped-def]
     return caught.value
 
 
+def _exchange_votes(
+    voters: list[AuthorityCore], receivers: list[AuthorityCore] | None = None
+) -> list[bytes]:
+    """Each voter votes for BUILDING, and every receiver (by default the voters) takes all
+    the votes; returns the votes."""
+    votes = [core.make_vote(BUILDING) for core in voters]
+    for core in voters if receivers is None else receivers:
+        for vote in votes:
+            core.accept_vote(vote, VOTE_TIME)
+    return votes
+
+
 def _run_epoch(cores: list[AuthorityCore], rng: random.Random, *, nodes: int = 4) -> None:
     for _ in range(nodes):
         data = make_descriptor(rng, BUILDING).to_bytes()
         for core in cores:
             assert core.accept_descriptor(data, UPLOAD_TIME) == "accepted"
-    votes = [core.make_vote(BUILDING) for core in cores]
-    for core in cores:
-        for vote in votes:
-            core.accept_vote(vote, VOTE_TIME)
+    _exchange_votes(cores)
     signatures = [core.compute(BUILDING) for core in cores]
     for core in cores:
         for signature in signatures:
@@ -210,10 +219,7 @@ def test_byzantine_signature_over_another_document_is_refused(
     for core in (a, b):
         data = make_descriptor(rng, BUILDING).to_bytes()
         core.accept_descriptor(data, UPLOAD_TIME)
-    votes = [a.make_vote(BUILDING), b.make_vote(BUILDING)]
-    for core in (a, b):
-        for vote in votes:
-            core.accept_vote(vote, VOTE_TIME)
+    _exchange_votes([a, b])
     a_signature = a.compute(BUILDING)
     b.compute(BUILDING)
 
@@ -233,28 +239,16 @@ def test_byzantine_signature_over_another_document_is_refused(
     assert b.accept_signature(a_signature, COMPUTE_TIME) == "accepted"
 
 
-def test_signature_before_compute_is_pending(
-    cores: list[AuthorityCore], rng: random.Random
-) -> None:
-    _ = rng
-    votes = [core.make_vote(BUILDING) for core in cores]
-    for core in cores:
-        for vote in votes:
-            core.accept_vote(vote, VOTE_TIME)
+def test_signature_before_compute_is_pending(cores: list[AuthorityCore]) -> None:
+    _exchange_votes(cores)
     early = cores[1].compute(BUILDING)
     assert cores[0].accept_signature(early, COMPUTE_TIME) == "pending"
     cores[0].compute(BUILDING)
     cores[0].publish(BUILDING)  # its own and the pending one: 2 of 3
 
 
-def test_late_signature_is_added_to_the_published_document(
-    cores: list[AuthorityCore], rng: random.Random
-) -> None:
-    _ = rng
-    votes = [core.make_vote(BUILDING) for core in cores]
-    for core in cores:
-        for vote in votes:
-            core.accept_vote(vote, VOTE_TIME)
+def test_late_signature_is_added_to_the_published_document(cores: list[AuthorityCore]) -> None:
+    _exchange_votes(cores)
     signatures = [core.compute(BUILDING) for core in cores]
     a = cores[0]
     a.accept_signature(signatures[1], COMPUTE_TIME)
@@ -309,10 +303,7 @@ def test_late_signature_keeps_an_adopted_document(tmp_path: Path, rng: random.Ra
         node = make_descriptor(rng, BUILDING).to_bytes()
         for core in cores[:3]:
             core.accept_descriptor(node, UPLOAD_TIME)
-        votes = [core.make_vote(BUILDING) for core in cores]
-        for core in cores[:4]:
-            for vote in votes:
-                core.accept_vote(vote, VOTE_TIME)
+        votes = _exchange_votes(cores, cores[:4])
         for vote in votes[2:4]:  # the late one saw only three votes, one with the node
             late.accept_vote(vote, VOTE_TIME)
         signatures = [core.compute(BUILDING) for core in cores]
