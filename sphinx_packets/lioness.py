@@ -57,7 +57,7 @@ def _split(key: bytes, block: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes,
 
 def encrypt(key: bytes, block: bytes) -> bytes:
     """Encrypt one block (at least 33 bytes) under a 192-byte key."""
-    k1, k2, k3, k4, left, right = _split(key, bytes(block))
+    k1, k2, k3, k4, left, right = _split(key, block)
     right = _stream(_xor32(left, k1), right)
     left = _xor32(left, _hash(right, k2))
     right = _stream(_xor32(left, k3), right)
@@ -67,7 +67,7 @@ def encrypt(key: bytes, block: bytes) -> bytes:
 
 def decrypt(key: bytes, block: bytes) -> bytes:
     """Decrypt one block (at least 33 bytes) under a 192-byte key."""
-    k1, k2, k3, k4, left, right = _split(key, bytes(block))
+    k1, k2, k3, k4, left, right = _split(key, block)
     left = _xor32(left, _hash(right, k4))
     right = _stream(_xor32(left, k3), right)
     left = _xor32(left, _hash(right, k2))
