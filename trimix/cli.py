@@ -6,8 +6,10 @@ import click
 
 from trimix import __version__
 from trimix.authority_cli import authority
+from trimix.node_cli import node
 from trimix.simulate_cli import simulate
 from trimix.sphinx_cli import sphinx
+from trimix.testnet_cli import testnet
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,3 +21,5 @@ def main() -> None:
 main.add_command(sphinx)
 main.add_command(simulate)
 main.add_command(authority)
+main.add_command(node)
+main.add_command(testnet)

@@ -1,0 +1,250 @@
+"""Worker processes for the packet crypto (`workers = N` in the node's configuration).
+
+The main process keeps the links, the scheduler and everything else; each worker runs the
+same `PacketPipeline` (unwrap, replay check, delay cap) on the packets it is given. A packet
+goes to worker `BLAKE2b(α) mod N`, so every copy of a packet meets the same worker and its
+own replay filters (in `replay/worker-K/`): a replay is caught as surely as with one process,
+and no two processes ever write one filter. Workers read the Sphinx keys from the node's key
+directory when the main process announces a new epoch.
+
+Between the main process and a worker: a socket pair, records `kind u8 ‖ length u32 BE ‖
+body`. Main → worker: PACKET (the packet), VIEW (pickled `WorkerView`), STOP. Worker → main:
+OUTCOME (pickled `Outcome`, deadline relative to arrival) in the order the packets were sent,
+so the main process pairs each with the arrival time it noted. Both ends are our own
+processes; nothing from the network is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import socket
+import struct
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from mixnode.key_ring import SphinxKeyRing
+from mixnode.packet_pipeline import Dropped, EpochView, Outcome, PacketPipeline, Scheduled
+from mixnode.replay_filter import ReplayFilters
+from sphinx_packets import Geometry
+from sphinx_packets.geometry import AD_SIZE, GROUP_ELEMENT_SIZE
+
+PACKET = 1
+VIEW = 2
+STOP = 3
+OUTCOME = 4
+_RECORD = struct.Struct(">BI")
+MAX_IN_FLIGHT = 4096
+"""Packets handed to one worker and not yet answered; beyond, packets are dropped (counted)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    """What a worker needs to process packets of an epoch."""
+
+    epoch: int
+    max_delay_ms: int
+    known_nodes: frozenset[bytes] = field(repr=False)
+    loop_recipient: bytes = field(repr=False)
+
+
+def record(kind: int, body: bytes) -> bytes:
+    return _RECORD.pack(kind, len(body)) + body
+
+
+def split_records(buffer: bytearray) -> list[tuple[int, bytes]]:
+    """Take the complete records off the front of `buffer`."""
+    records = []
+    offset = 0
+    while len(buffer) - offset >= _RECORD.size:
+        kind, size = _RECORD.unpack_from(buffer, offset)
+        end = offset + _RECORD.size + size
+        if len(buffer) < end:
+            break
+        records.append((kind, bytes(buffer[offset + _RECORD.size : end])))
+        offset = end
+    del buffer[:offset]
+    return records
+
+
+def worker_for(packet: bytes, workers: int) -> int:
+    alpha = packet[AD_SIZE : AD_SIZE + GROUP_ELEMENT_SIZE]
+    return int.from_bytes(hashlib.blake2b(alpha, digest_size=8).digest(), "big") % workers
+
+
+class CryptoWorkers:
+    """N worker processes and the tasks that feed them (main-process side)."""
+
+    def __init__(
+        self,
+        count: int,
+        geometry: Geometry,
+        data_dir: Path,
+        *,
+        is_gateway: bool,
+        on_outcome: Callable[[Outcome, float], None],
+        on_busy: Callable[[], None],
+    ) -> None:
+        self.count = count
+        self.geometry = geometry
+        self.data_dir = data_dir
+        self.is_gateway = is_gateway
+        self.on_outcome = on_outcome
+        self.on_busy = on_busy
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._streams: list[trio.SocketStream] = []
+        self._outboxes: list[trio.MemorySendChannel[bytes]] = []
+        self._arrivals: list[deque[float]] = [deque() for _ in range(count)]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the workers and serve them until cancelled; then stop them."""
+        try:
+            async with trio.open_nursery() as nursery:
+                for index in range(self.count):
+                    ours, theirs = socket.socketpair()
+                    process = subprocess.Popen(
+                        [
+                            sys.executable, "-m", "mixnode.crypto_workers",
+                            str(theirs.fileno()), str(self.data_dir), str(index),
+                            str(self.geometry.hops), str(self.geometry.user_payload_size),
+                            "1" if self.is_gateway else "0",
+                        ],
+                        pass_fds=(theirs.fileno(),),
+                        stdin=subprocess.DEVNULL,
+                    )
+                    theirs.close()
+                    self._processes.append(process)
+                    stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+                    self._streams.append(stream)
+                    send, receive = trio.open_memory_channel[bytes](MAX_IN_FLIGHT)
+                    self._outboxes.append(send)
+                    nursery.start_soon(self._feed, stream, receive)
+                    nursery.start_soon(self._read, index, stream)
+                task_status.started()
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        for stream in self._streams:
+            try:
+                stream.socket.send(record(STOP, b""))
+            except OSError:
+                pass
+        for process in self._processes:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+
+    def announce(self, view: WorkerView) -> None:
+        """A new epoch: every worker reloads its keys and replay filters."""
+        body = record(VIEW, pickle.dumps(view))
+        for outbox in self._outboxes:
+            try:
+                outbox.send_nowait(body)
+            except trio.WouldBlock:
+                self.on_busy()
+
+    def submit(self, packet: bytes, arrival: float) -> None:
+        index = worker_for(packet, self.count)
+        arrivals = self._arrivals[index]
+        if len(arrivals) >= MAX_IN_FLIGHT:
+            self.on_busy()
+            return
+        try:
+            self._outboxes[index].send_nowait(record(PACKET, packet))
+        except trio.WouldBlock:
+            self.on_busy()
+            return
+        arrivals.append(arrival)
+
+    async def _feed(
+        self, stream: trio.SocketStream, outbox: trio.MemoryReceiveChannel[bytes]
+    ) -> None:
+        async for first in outbox:
+            batch = [first]
+            while len(batch) < 64:
+                try:
+                    batch.append(outbox.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            await stream.send_all(b"".join(batch))
+
+    async def _read(self, index: int, stream: trio.SocketStream) -> None:
+        buffer = bytearray()
+        arrivals = self._arrivals[index]
+        while True:
+            data = await stream.receive_some(1 << 18)
+            if not data:
+                raise RuntimeError(f"crypto worker {index} exited")
+            buffer += data
+            for kind, body in split_records(buffer):
+                if kind != OUTCOME or not arrivals:
+                    continue
+                arrival = arrivals.popleft()
+                outcome = pickle.loads(body)
+                if isinstance(outcome, Scheduled):
+                    outcome = Scheduled(arrival + outcome.deadline, outcome.action)
+                self.on_outcome(outcome, arrival)
+
+
+def worker_main(fd: int, data_dir: Path, index: int, geometry: Geometry, is_gateway: bool) -> None:
+    """A worker process: packets in, outcomes out, until STOP or the main process goes."""
+    connection = socket.socket(fileno=fd)
+    replay = ReplayFilters(data_dir / "replay" / f"worker-{index}")
+    pipeline: PacketPipeline | None = None
+    buffer = bytearray()
+    try:
+        while True:
+            data = connection.recv(1 << 18)
+            if not data:
+                return
+            buffer += data
+            answers = []
+            for kind, body in split_records(buffer):
+                if kind == STOP:
+                    return
+                if kind == VIEW:
+                    view: WorkerView = pickle.loads(body)
+                    keys = SphinxKeyRing(data_dir / "sphinx-keys").node_keys(view.epoch)
+                    for key in keys.keys:
+                        replay.ensure(key.epoch)
+                    replay.retire_before(view.epoch - 1)
+                    epoch_view = EpochView(view.epoch, keys, view.max_delay_ms, view.known_nodes)
+                    if pipeline is None:
+                        pipeline = PacketPipeline(
+                            geometry, replay, epoch_view,
+                            loop_recipient=view.loop_recipient, is_gateway=is_gateway,
+                        )
+                    else:
+                        pipeline.view = epoch_view
+                elif kind == PACKET:
+                    outcome: Outcome = (
+                        pipeline.process(body, 0.0) if pipeline is not None else Dropped("mac")
+                    )
+                    answers.append(record(OUTCOME, pickle.dumps(outcome)))
+            if answers:
+                connection.sendall(b"".join(answers))
+    except (BrokenPipeError, ConnectionResetError):
+        return
+    finally:
+        replay.close()
+        connection.close()
+
+
+if __name__ == "__main__":
+    _fd, _dir, _index, _hops, _payload, _gateway = sys.argv[1:7]
+    worker_main(
+        int(_fd),
+        Path(_dir),
+        int(_index),
+        Geometry(hops=int(_hops), user_payload_size=int(_payload)),
+        _gateway == "1",
+    )

@@ -1,0 +1,133 @@
+"""The client side of a gateway link: register a mailbox, send packets, fetch and acknowledge.
+
+A thin Trio driver over `gateway_protocol` and a `LinkConnection`; the client library
+(mixclient) and the testnet's smoke run use it. Every request and every reply is one
+fixed-size frame. Each exchange has one deadline for the whole of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import trio
+
+from mixnode.gateway_protocol import (
+    Ack,
+    ControlError,
+    Empty,
+    Error,
+    Fetch,
+    Message,
+    Register,
+    Registered,
+    StoredMessage,
+    decode_reply,
+    encode_request,
+)
+from mixnode.link import Frame, FrameKind
+from mixnode.link_driver import LinkConnection, open_link
+
+
+class GatewayError(Exception):
+    """The gateway refused a request, answered something malformed, or did not answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedMessage:
+    message_id: int
+    message: StoredMessage = field(repr=False)
+
+
+class GatewayClient:
+    """One open link to a gateway's client port."""
+
+    def __init__(self, connection: LinkConnection, *, timeout: float = 10.0) -> None:
+        self.connection = connection
+        self.timeout = timeout
+        self._lock = trio.Lock()
+
+    @classmethod
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        local_private_key: bytes,
+        gateway_link_key: bytes,
+        frame_body_size: int,
+        *,
+        timeout: float = 10.0,
+    ) -> GatewayClient:
+        connection = await open_link(
+            host,
+            port,
+            local_private_key,
+            gateway_link_key,
+            frame_body_size,
+            handshake_timeout=timeout,
+        )
+        return cls(connection, timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self.connection.aclose()
+
+    async def register(self) -> bytes:
+        """Open (or reopen) the mailbox bound to this client's static key; its id."""
+        async with self._lock:
+            replies = await self._exchange(Register(), 1)
+        reply = replies[0]
+        if not isinstance(reply, Registered):
+            raise GatewayError(_refusal(reply))
+        return reply.mailbox_id
+
+    async def send_packet(self, packet: bytes) -> None:
+        with trio.fail_after(self.timeout):
+            await self.connection.send(Frame(FrameKind.PACKET, packet))
+
+    async def fetch(self, count: int) -> list[FetchedMessage]:
+        """Ask for `count` frames; the messages among them (the rest are fillers)."""
+        async with self._lock:
+            replies = await self._exchange(Fetch(count), count)
+        messages = []
+        for reply in replies:
+            if isinstance(reply, Message):
+                try:
+                    stored = StoredMessage.from_bytes(reply.stored)
+                except ControlError as error:
+                    raise GatewayError(f"malformed stored message: {error}") from None
+                messages.append(FetchedMessage(reply.message_id, stored))
+            elif not isinstance(reply, Empty):
+                raise GatewayError(_refusal(reply))
+        return messages
+
+    async def ack(self, message_ids: list[int]) -> None:
+        for start in range(0, len(message_ids), 64):
+            chunk = tuple(message_ids[start : start + 64])
+            with trio.fail_after(self.timeout):
+                await self.connection.send(Frame(FrameKind.CONTROL, encode_request(Ack(chunk))))
+
+    async def _exchange(
+        self, request: Register | Fetch, replies: int
+    ) -> list[Registered | Message | Empty | Error]:
+        answers: list[Registered | Message | Empty | Error] = []
+        try:
+            with trio.fail_after(self.timeout):
+                await self.connection.send(Frame(FrameKind.CONTROL, encode_request(request)))
+                while len(answers) < replies:
+                    frame = await self.connection.receive()
+                    if frame.kind is not FrameKind.CONTROL:
+                        continue
+                    answer = decode_reply(frame.body)
+                    answers.append(answer)
+                    if isinstance(answer, Error):
+                        break
+        except trio.TooSlowError:
+            raise GatewayError("the gateway did not answer in time") from None
+        except ControlError as error:
+            raise GatewayError(f"malformed answer from the gateway: {error}") from None
+        return answers
+
+
+def _refusal(reply: object) -> str:
+    if isinstance(reply, Error):
+        return f"the gateway refused the request ({reply.code.name.lower()})"
+    return "unexpected answer from the gateway"

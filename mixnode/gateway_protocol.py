@@ -1,0 +1,189 @@
+"""The client–gateway control protocol: the bodies of CONTROL frames on a client link.
+
+Sans-I/O: encode and decode only. Every message travels in one fixed-size link frame, so the
+wire shows how many frames pass, never which message they hold (docs/SPEC.md §3.6).
+
+Client to gateway (after the Noise handshake, which proves the client's static key):
+
+    01                       REGISTER       open (or reopen) the mailbox bound to my key
+    02 ‖ count u8            FETCH          send me exactly `count` frames (1..MAX_FETCH)
+    03 ‖ n u8 ‖ id u64 BE×n  ACK            delete these messages (1..MAX_ACK ids)
+
+Gateway to client:
+
+    81 ‖ mailbox id 32       REGISTERED
+    82 ‖ id u64 ‖ len u16 ‖ message        MESSAGE   one stored message
+    83                       EMPTY          filler, so that a FETCH is always answered by
+                                            exactly `count` frames whatever the mailbox holds
+    e0 ‖ code u8             ERROR          a refused request (codes in `ErrorCode`)
+
+A stored message is `kind u8 ‖ surb id 16 ‖ payload`: kind 1 a forward payload (the Sphinx
+user payload, still end-to-end encrypted for the recipient), kind 2 a SURB reply (the
+encrypted payload and the SURB id its creator needs to open it).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from sphinx_packets.geometry import SURB_ID_SIZE
+
+MAILBOX_ID_SIZE = 32
+MAX_FETCH = 16
+"""The most frames one FETCH may ask for."""
+MAX_ACK = 64
+"""The most message ids one ACK may carry."""
+
+REGISTER = 0x01
+FETCH = 0x02
+ACK = 0x03
+REGISTERED = 0x81
+MESSAGE = 0x82
+EMPTY = 0x83
+ERROR = 0xE0
+
+
+class ControlError(Exception):
+    """A control message is malformed."""
+
+
+class ErrorCode(IntEnum):
+    """Why the gateway refused a request (sent in ERROR; no detail beyond the code)."""
+
+    MALFORMED = 1
+    NOT_REGISTERED = 2
+    REGISTRY_FULL = 3
+
+
+class MessageKind(IntEnum):
+    FORWARD = 1
+    SURB_REPLY = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    message_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    mailbox_id: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    message_id: int
+    stored: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Empty:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    code: ErrorCode
+
+
+ClientRequest = Register | Fetch | Ack
+GatewayReply = Registered | Message | Empty | Error
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """What a gateway keeps for a mailbox: a delivered payload, and for a SURB reply the
+    SURB id (zero bytes otherwise)."""
+
+    kind: MessageKind
+    surb_id: bytes = field(repr=False)
+    payload: bytes = field(repr=False)
+
+    def to_bytes(self) -> bytes:
+        return bytes((self.kind,)) + self.surb_id + self.payload
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StoredMessage:
+        if len(data) < 1 + SURB_ID_SIZE + 1:
+            raise ControlError("a stored message is too short")
+        try:
+            kind = MessageKind(data[0])
+        except ValueError:
+            raise ControlError("unknown stored message kind") from None
+        return cls(kind, bytes(data[1 : 1 + SURB_ID_SIZE]), bytes(data[1 + SURB_ID_SIZE :]))
+
+
+def encode_request(request: ClientRequest) -> bytes:
+    if isinstance(request, Register):
+        return bytes((REGISTER,))
+    if isinstance(request, Fetch):
+        if not 1 <= request.count <= MAX_FETCH:
+            raise ControlError(f"a FETCH asks for 1 to {MAX_FETCH} frames")
+        return bytes((FETCH, request.count))
+    ids = request.message_ids
+    if not 1 <= len(ids) <= MAX_ACK:
+        raise ControlError(f"an ACK carries 1 to {MAX_ACK} ids")
+    return bytes((ACK, len(ids))) + struct.pack(f">{len(ids)}Q", *ids)
+
+
+def decode_request(body: bytes) -> ClientRequest:
+    """A client's control message; `ControlError` if it is malformed."""
+    if not body:
+        raise ControlError("empty control message")
+    kind = body[0]
+    if kind == REGISTER and len(body) == 1:
+        return Register()
+    if kind == FETCH and len(body) == 2 and 1 <= body[1] <= MAX_FETCH:
+        return Fetch(body[1])
+    if kind == ACK and len(body) >= 2:
+        count = body[1]
+        if 1 <= count <= MAX_ACK and len(body) == 2 + 8 * count:
+            return Ack(struct.unpack(f">{count}Q", body[2:]))
+    raise ControlError("malformed client control message")
+
+
+def encode_reply(reply: GatewayReply) -> bytes:
+    if isinstance(reply, Registered):
+        if len(reply.mailbox_id) != MAILBOX_ID_SIZE:
+            raise ControlError("a mailbox id is 32 bytes")
+        return bytes((REGISTERED,)) + reply.mailbox_id
+    if isinstance(reply, Message):
+        if len(reply.stored) > 0xFFFF:
+            raise ControlError("a stored message is at most 65,535 bytes")
+        return struct.pack(">BQH", MESSAGE, reply.message_id, len(reply.stored)) + reply.stored
+    if isinstance(reply, Empty):
+        return bytes((EMPTY,))
+    return bytes((ERROR, reply.code))
+
+
+def decode_reply(body: bytes) -> GatewayReply:
+    """A gateway's control message; `ControlError` if it is malformed."""
+    if not body:
+        raise ControlError("empty control message")
+    kind = body[0]
+    if kind == REGISTERED and len(body) == 1 + MAILBOX_ID_SIZE:
+        return Registered(bytes(body[1:]))
+    if kind == MESSAGE and len(body) >= 11:
+        _, message_id, size = struct.unpack(">BQH", body[:11])
+        if len(body) == 11 + size:
+            return Message(message_id, bytes(body[11:]))
+    if kind == EMPTY and len(body) == 1:
+        return Empty()
+    if kind == ERROR and len(body) == 2:
+        try:
+            return Error(ErrorCode(body[1]))
+        except ValueError:
+            pass
+    raise ControlError("malformed gateway control message")

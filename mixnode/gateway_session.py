@@ -1,0 +1,95 @@
+"""One client's link to its gateway (a thin Trio driver around `gateway_protocol`).
+
+The Noise handshake proved the client's static key; the mailbox is bound to that key, so a
+client can only ever register, read and acknowledge its own. Until it has registered, a
+client may do nothing but register. Packets it sends enter the network here (the gateway is
+their first hop). A FETCH is answered by exactly the number of frames asked for, messages
+first and EMPTY fillers after, so that the link does not show whether mail was waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from mixnode.gateway_protocol import (
+    Ack,
+    ControlError,
+    Empty,
+    Error,
+    ErrorCode,
+    Fetch,
+    Message,
+    Register,
+    Registered,
+    decode_request,
+    encode_reply,
+)
+from mixnode.link import Frame, FrameKind
+from mixnode.mailbox import MailboxError, MailboxStore
+
+log = logging.getLogger(__name__)
+
+
+class ClientLink(Protocol):
+    peer_static_key: bytes
+
+    async def receive(self) -> Frame: ...
+
+    async def send_many(self, frames: list[Frame]) -> None: ...
+
+
+async def serve_client(
+    link: ClientLink,
+    mailboxes: MailboxStore,
+    *,
+    on_packet: Callable[[bytes], None],
+    count: Callable[[str], None],
+    now: Callable[[], float],
+) -> None:
+    """Serve one client until its link closes; raises what the link raises."""
+    owner = link.peer_static_key
+    registered = mailboxes.mailbox_of(owner) is not None
+    while True:
+        frame = await link.receive()
+        if frame.kind is FrameKind.PACKET:
+            if not registered:
+                count("packet_unregistered")
+                continue
+            on_packet(frame.body)
+            continue
+        if frame.kind is not FrameKind.CONTROL:
+            continue
+        try:
+            request = decode_request(frame.body)
+        except ControlError:
+            count("malformed")
+            await _reply(link, [Error(ErrorCode.MALFORMED)])
+            continue
+        if isinstance(request, Register):
+            try:
+                mailbox_id = mailboxes.register(owner, now=now())
+            except MailboxError:
+                count("registry_full")
+                await _reply(link, [Error(ErrorCode.REGISTRY_FULL)])
+                continue
+            registered = True
+            count("registered")
+            await _reply(link, [Registered(mailbox_id)])
+        elif not registered:
+            count("not_registered")
+            await _reply(link, [Error(ErrorCode.NOT_REGISTERED)])
+        elif isinstance(request, Fetch):
+            stored = mailboxes.fetch(owner, limit=request.count)
+            replies: list[Message | Empty] = [Message(m.message_id, m.payload) for m in stored]
+            replies.extend(Empty() for _ in range(request.count - len(replies)))
+            count("fetch")
+            await _reply(link, replies)
+        elif isinstance(request, Ack):
+            mailboxes.ack(owner, list(request.message_ids))
+            count("ack")
+
+
+async def _reply(link: ClientLink, replies: list[Registered | Message | Empty | Error]) -> None:
+    await link.send_many([Frame(FrameKind.CONTROL, encode_reply(r)) for r in replies])

@@ -1,0 +1,480 @@
+"""`NodeDaemon`: a mix node or gateway, the thin Trio driver around the packet pipeline.
+
+Tasks (one nursery):
+- consensus: `ConsensusFetcher.run` keeps the consensus in force; each new one rotates the
+  Sphinx keys and replay filters and refreshes the table of next hops;
+- descriptor: each epoch, uploads the signed descriptor of the next epoch (keys of e+1 … e+3);
+- node links: a Noise `LinkServer` for other nodes (a peer whose static key is not a node of
+  the current or previous consensus is refused after the handshake);
+- client links (gateways): a `LinkServer` for clients, each served by `serve_client`;
+- scheduler: one task, one heap of (deadline, action), never a task per packet;
+- loops: λ_M loop cover and the n−1 alarm;
+- metrics: Prometheus exposition on a local port.
+
+`stop()` (SIGTERM) stops accepting, sends what falls due within the grace period, closes the
+stores (replay filters and mailboxes are already durable) and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, cast
+from pathlib import Path
+
+import hypercorn.config
+import hypercorn.trio
+import trio
+from prometheus_client import make_asgi_app
+
+from directory.consensus import Consensus
+from directory.descriptor import Address, Role, sign_descriptor
+from directory.fetcher import ConsensusFetcher
+from directory.signatures import SigningKey, node_id
+from directory.uploader import upload_descriptor
+from mixnode.crypto_workers import CryptoWorkers, WorkerView
+from mixnode.key_ring import LinkKey, SphinxKeyRing
+from mixnode.link import Frame, FrameKind, LinkError
+from mixnode.link_driver import LinkConnection, LinkServer, PeerLinks
+from mixnode.loop_cover import LoopCover
+from mixnode.mailbox import MailboxLimits, MailboxStore
+from mixnode.gateway_session import serve_client
+from mixnode.node_config import NodeConfig
+from mixnode.node_metrics import NodeMetrics
+from mixnode.packet_pipeline import (
+    Dropped,
+    EpochView,
+    LoopReturned,
+    Outcome,
+    PacketPipeline,
+    Scheduled,
+    SendPacket,
+    StoreMessage,
+    known_nodes,
+)
+from mixnode.replay_filter import ReplayFilters
+from mixnode.scheduler import DelayScheduler, SchedulerTask
+from sphinx_packets import NodeKeys
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+LOOP_ALARM_RATIO = 0.5
+"""The share of recent loops missing above which the node warns of a possible n−1 attack."""
+LOOP_ALARM_MINIMUM = 20
+"""Loops that must have resolved before the alarm may sound."""
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """How to reach a node of the consensus."""
+
+    link_key: bytes
+    host: str
+    port: int
+
+
+class NodeDaemon:
+    def __init__(
+        self,
+        config: NodeConfig,
+        identity: SigningKey,
+        link_key: LinkKey,
+        *,
+        rng: random.Random | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self.link_key = link_key
+        self.node_id = node_id(identity.public_key)
+        self.rng = rng if rng is not None else random.Random(os.urandom(32))
+        self.now = now
+        self.metrics = NodeMetrics()
+        data = config.data_dir
+        data.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.keys = SphinxKeyRing(data / "sphinx-keys")
+        self.replay = ReplayFilters(data / "replay")
+        self.mailboxes: MailboxStore | None = None
+        if config.role is Role.GATEWAY:
+            limits = config.limits
+            self.mailboxes = MailboxStore(
+                data / "mailboxes.sqlite3",
+                MailboxLimits(
+                    max_mailboxes=limits.max_mailboxes,
+                    max_messages=limits.mailbox_max_messages,
+                    max_bytes=limits.mailbox_max_bytes,
+                    expire_after=limits.mailbox_expire_days * 86400,
+                ),
+            )
+        self.fetcher = ConsensusFetcher(
+            config.authorities,
+            config.geometry,
+            config.clock,
+            cache_dir=data / "consensus",
+            rng=self.rng,
+            now=now,
+        )
+        self.loop_recipient = self.rng.randbytes(32)
+        self.loops = LoopCover(config.geometry, self.node_id, self.loop_recipient, rng=self.rng)
+        self.scheduler: SchedulerTask[SendPacket | StoreMessage | LoopReturned] = SchedulerTask(
+            DelayScheduler(config.limits.queue_capacity),
+            observe_lateness=self.metrics.lateness.observe,
+        )
+        self.pipeline: PacketPipeline | None = None
+        self.consensus: Consensus | None = None
+        self._previous: Consensus | None = None
+        self._peers: dict[bytes, Peer] = {}
+        self._peer_by_link_key: dict[bytes, Peer] = {}
+        self._node_link_keys: frozenset[bytes] = frozenset()
+        self._cancel = trio.CancelScope()
+        self._stopping = trio.Event()
+        self.links = PeerLinks(
+            link_key.private_key,
+            config.geometry.packet_size,
+            resolve=self._resolve,
+            count=self.metrics.count_link_event,
+            queue_capacity=config.limits.peer_queue_capacity,
+            handshake_timeout=config.limits.handshake_timeout,
+            rng=self.rng,
+        )
+        self.workers: CryptoWorkers | None = None
+        if config.workers > 1:
+            self.workers = CryptoWorkers(
+                config.workers,
+                config.geometry,
+                data,
+                is_gateway=config.role is Role.GATEWAY,
+                on_outcome=self._on_outcome,
+                on_busy=lambda: self.metrics.packets_dropped.labels("workers_busy").inc(),
+            )
+        self.bound_port: int | None = None
+        self.bound_client_port: int | None = None
+        self.bound_metrics_port: int | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Begin a clean shutdown (what SIGTERM does)."""
+        self._stopping.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until `stop()`; `task_status.started()` once listening (before the first
+        consensus: the node must be reachable for the authorities to list it)."""
+        epoch = self.config.clock.epoch_at(self.now())
+        self.keys.ensure(epoch, 4)
+        try:
+            async with trio.open_nursery() as nursery:
+                serving = trio.CancelScope()
+                nursery.start_soon(self._serve_all, serving, task_status)
+                await self._stopping.wait()
+                serving.cancel()
+                await self._drain()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.replay.close()
+        if self.mailboxes is not None:
+            self.mailboxes.close()
+
+    async def _serve_all(
+        self, scope: trio.CancelScope, task_status: trio.TaskStatus[None]
+    ) -> None:
+        limits = self.config.limits
+        with scope:
+            async with trio.open_nursery() as nursery:
+                node_server = LinkServer(
+                    self.link_key.private_key,
+                    self.config.geometry.packet_size,
+                    authorize=self._authorize_node,
+                    handler=self._serve_node,
+                    count=self.metrics.count_link_event,
+                    max_connections=limits.max_connections,
+                    max_per_address=limits.max_connections_per_address,
+                    handshake_timeout=limits.handshake_timeout,
+                    idle_timeout=limits.idle_timeout,
+                )
+                self.bound_port = await nursery.start(
+                    node_server.serve, self.config.listen_host, self.config.listen_port
+                )
+                if self.mailboxes is not None and self.config.client_listen is not None:
+                    client_server = LinkServer(
+                        self.link_key.private_key,
+                        self.config.geometry.packet_size,
+                        authorize=lambda _key: True,
+                        handler=self._serve_client,
+                        count=self.metrics.count_link_event,
+                        max_connections=limits.max_connections,
+                        max_per_address=limits.max_connections_per_address,
+                        handshake_timeout=limits.handshake_timeout,
+                        idle_timeout=limits.idle_timeout,
+                    )
+                    host, port = self.config.client_listen
+                    self.bound_client_port = await nursery.start(client_server.serve, host, port)
+                if self.workers is not None:
+                    await nursery.start(self.workers.run)
+                nursery.start_soon(self.links.run)
+                nursery.start_soon(self.scheduler.run, self._on_due)
+                nursery.start_soon(self._upload_descriptors)
+                nursery.start_soon(self._follow_consensus)
+                nursery.start_soon(self._send_loops)
+                nursery.start_soon(self._housekeeping)
+                if self.config.metrics_listen is not None:
+                    self.bound_metrics_port = await nursery.start(self._serve_metrics)
+                task_status.started()
+
+    async def _drain(self) -> None:
+        """Send what falls due within the grace period; what is left is lost (counted)."""
+        left = await self.scheduler.drain(self.config.limits.shutdown_grace, self._on_due)
+        if left:
+            self.metrics.packets_dropped.labels("real_refused").inc(left)
+        with trio.move_on_after(self.config.limits.shutdown_grace):
+            await self.links.flush()
+
+    async def _serve_metrics(self, *, task_status: trio.TaskStatus[int]) -> None:
+        """Prometheus exposition (prometheus-client's ASGI app under hypercorn)."""
+        assert self.config.metrics_listen is not None
+        host, port = self.config.metrics_listen
+        config = hypercorn.config.Config()
+        config.bind = [f"{host}:{port}"]
+        config.accesslog = None  # access logs would hold peer addresses
+        config.errorlog = None
+        config.graceful_timeout = 0.5
+        config.read_timeout = 10
+        app = make_asgi_app(registry=self.metrics.registry)
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(partial(hypercorn.trio.serve, cast(Any, app), config))
+            task_status.started(int(binds[0].rsplit(":", 1)[1]))
+
+    # --- consensus, keys, descriptors ------------------------------------------------------
+
+    async def _follow_consensus(self) -> None:
+        await self.fetcher.run(on_consensus=self._on_consensus)
+
+    async def _on_consensus(self, consensus: Consensus) -> None:
+        if self.consensus is not None and consensus.epoch > self.consensus.epoch:
+            self._previous = self.consensus
+        self.consensus = consensus
+        epoch = consensus.epoch
+        self.keys.ensure(epoch, 4)
+        self.keys.retire_before(epoch - 1)
+        node_keys = self.keys.node_keys(epoch)
+        for key in node_keys.keys:
+            self.replay.ensure(key.epoch)
+        self.replay.retire_before(epoch - 1)
+        documents = [c for c in (self._previous, consensus) if c is not None]
+        self._peers = {}
+        for document in documents:
+            for descriptor in document.descriptors:
+                address = descriptor.addresses[0]
+                self._peers[descriptor.node_id] = Peer(
+                    descriptor.link_key, address.host, address.port
+                )
+        self._peer_by_link_key = {p.link_key: p for p in self._peers.values()}
+        self._node_link_keys = frozenset(self._peer_by_link_key)
+        view = EpochView(
+            epoch=epoch,
+            keys=node_keys,
+            max_delay_ms=consensus.parameters.max_delay_ms,
+            known_nodes=known_nodes(*(c.descriptor_ids for c in documents)),
+        )
+        if self.pipeline is None:
+            self.pipeline = PacketPipeline(
+                self.config.geometry,
+                self.replay,
+                view,
+                loop_recipient=self.loop_recipient,
+                is_gateway=self.config.role is Role.GATEWAY,
+            )
+        else:
+            self.pipeline.view = view
+        if self.workers is not None:
+            self.workers.announce(
+                WorkerView(epoch, view.max_delay_ms, view.known_nodes, self.loop_recipient)
+            )
+        self.metrics.consensus_epoch.set(epoch)
+        listed = any(d.node_id == self.node_id for d in consensus.descriptors)
+        log.info("consensus of epoch %d in force (this node %s listed)", epoch,
+                 "is" if listed else "is not")
+
+    def _descriptor(self, epoch: int) -> bytes:
+        self.keys.ensure(epoch, 3)
+        descriptor = sign_descriptor(
+            self.identity,
+            epoch=epoch,
+            name=self.config.name,
+            role=self.config.role,
+            link_key=self.link_key.public_key,
+            sphinx_keys=self.keys.public_keys(epoch, 3),
+            addresses=(Address(self.config.public_host, self.public_port),),
+            version=VERSION,
+        )
+        return descriptor.to_bytes()
+
+    @property
+    def public_port(self) -> int:
+        if self.config.public_port == 0 and self.bound_port is not None:
+            return self.bound_port
+        return self.config.public_port
+
+    async def _upload_descriptors(self) -> None:
+        """Each epoch e, upload the descriptor of e+1 until the authorities' vote closes."""
+        clock = self.config.clock
+        while True:
+            epoch = clock.epoch_at(self.now())
+            target = epoch + 1
+            vote_at = clock.schedule(target).vote_at / 1000
+            delay = min(1.0, clock.length_ms / 1000 / 16)
+            while self.now() < vote_at:
+                accepted = await upload_descriptor(
+                    self.config.authorities,
+                    self._descriptor(target),
+                    timeout=min(5.0, max(0.5, vote_at - self.now())),
+                )
+                self.metrics.descriptor_uploads.labels(
+                    "accepted" if accepted else "refused"
+                ).inc()
+                if accepted >= max(1, len(self.config.authorities) // 2 + 1):
+                    break
+                await trio.sleep(delay * self.rng.uniform(0.5, 1.0))
+            await trio.sleep(max(0.0, clock.start(target) - self.now()) + 0.01)
+
+    # --- links -----------------------------------------------------------------------------
+
+    def _resolve(self, link_key: bytes) -> tuple[str, int] | None:
+        peer = self._peer_by_link_key.get(link_key)
+        return None if peer is None else (peer.host, peer.port)
+
+    def _authorize_node(self, peer_static_key: bytes) -> bool:
+        return peer_static_key in self._node_link_keys
+
+    async def _serve_node(self, connection: LinkConnection) -> None:
+        while True:
+            frame = await connection.receive()
+            if frame.kind is FrameKind.PACKET:
+                self._on_packet(frame.body, "node")
+            elif frame.kind is FrameKind.CONTROL:
+                self.metrics.count_link_event("unexpected_control")
+
+    async def _serve_client(self, connection: LinkConnection) -> None:
+        assert self.mailboxes is not None
+        await serve_client(
+            connection,
+            self.mailboxes,
+            on_packet=lambda packet: self._on_packet(packet, "client"),
+            count=lambda outcome: self.metrics.control_requests.labels(outcome).inc(),
+            now=self.now,
+        )
+
+    def _on_packet(self, packet: bytes, link: str) -> None:
+        self.metrics.packets_received.labels(link).inc()
+        pipeline = self.pipeline
+        if pipeline is None:
+            self.metrics.packets_dropped.labels("mac").inc()
+            return
+        if self.workers is not None:
+            self.workers.submit(packet, trio.current_time())
+            return
+        self._on_outcome(pipeline.process(packet, trio.current_time()))
+
+    def _on_outcome(self, outcome: Outcome, arrival: float = 0.0) -> None:
+        if isinstance(outcome, Dropped):
+            self.metrics.packets_dropped.labels(outcome.reason).inc()
+            return
+        assert isinstance(outcome, Scheduled)
+        if not self.scheduler.push(outcome.deadline, outcome.action, cover=False):
+            self.metrics.packets_dropped.labels("real_refused").inc()
+        self.metrics.queue_depth.set(len(self.scheduler))
+
+    def _on_due(self, actions: list[SendPacket | StoreMessage | LoopReturned]) -> None:
+        for action in actions:
+            if isinstance(action, SendPacket):
+                self._send(action)
+            elif isinstance(action, StoreMessage):
+                self._store(action)
+            elif self.loops.returned(action.payload):
+                self.metrics.loops_returned.inc()
+        self.metrics.queue_depth.set(len(self.scheduler))
+
+    def _send(self, action: SendPacket) -> None:
+        peer = self._peers.get(action.next_node_id)
+        if peer is None:
+            self.metrics.packets_dropped.labels("unknown_next_hop").inc()
+            return
+        if self.links.try_send(peer.link_key, Frame(FrameKind.PACKET, action.packet)):
+            self.metrics.packets_sent.inc()
+        else:
+            self.metrics.packets_dropped.labels("link_queue_full").inc()
+
+    def _store(self, action: StoreMessage) -> None:
+        assert self.mailboxes is not None
+        outcome = self.mailboxes.store(
+            action.recipient_id, action.message.to_bytes(), now=self.now()
+        )
+        if outcome.stored:
+            self.metrics.messages_stored.inc()
+        else:
+            self.metrics.messages_refused.labels(outcome.reason).inc()
+
+    # --- cover, housekeeping ---------------------------------------------------------------
+
+    async def _send_loops(self) -> None:
+        while True:
+            consensus = self.consensus
+            rate = consensus.parameters.lambda_m if consensus is not None else 0.0
+            if rate <= 0:
+                await trio.sleep(1.0)
+                continue
+            await trio.sleep(self.rng.expovariate(rate))
+            consensus = self.consensus
+            if consensus is None:
+                continue
+            loop = self.loops.build(consensus, trio.current_time())
+            if loop is None:
+                continue
+            self.metrics.loops_sent.inc()
+            peer = self._peers.get(loop.first_hop)
+            if peer is None or not self.links.try_send(
+                peer.link_key, Frame(FrameKind.PACKET, loop.packet)
+            ):
+                self.metrics.packets_dropped.labels("cover_refused").inc()
+
+    async def _housekeeping(self) -> None:
+        alarmed = False
+        while True:
+            await trio.sleep(1.0)
+            missing = self.loops.expire(trio.current_time())
+            if missing:
+                self.metrics.loops_missing.inc(missing)
+            ratio = self.loops.missing_ratio()
+            self.metrics.loop_missing_ratio.set(ratio)
+            resolved = self.loops.returned_count + self.loops.missing
+            if resolved >= LOOP_ALARM_MINIMUM and ratio > LOOP_ALARM_RATIO:
+                if not alarmed:
+                    log.warning(
+                        "%.0f%% of recent loops did not return: packets are being lost or held "
+                        "back (possible n-1 attack); see docs/OPERATING.md",
+                        100 * ratio,
+                    )
+                alarmed = True
+            else:
+                alarmed = False
+            if self.mailboxes is not None:
+                self.mailboxes.expire(now=self.now())
+                self.metrics.mailboxes.set(self.mailboxes.counts().mailboxes)
+
+
+def load_link_key(path: Path) -> LinkKey:
+    from mixnode.key_ring import read_secret_file
+
+    return LinkKey(read_secret_file(path))
+
+
+__all__ = ["NodeDaemon", "Peer", "load_link_key", "LinkError", "NodeKeys"]

@@ -1,0 +1,339 @@
+"""A complete trimix network on loopback, each daemon its own OS process.
+
+`plan_testnet` generates keys, allowlists and TOML configurations into a directory: three
+authorities (closed registration: each lists the testnet's node identity keys; loopback
+addresses allowed explicitly), three layers of two mixes and two gateways, short epochs.
+`TestnetProcesses` starts and stops the daemons; `wait_for_consensus` waits until a verified
+consensus lists every node. The CLI (`trimix testnet`) and the end-to-end tests use these.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from directory.consensus import Consensus
+from directory.endpoints import AuthorityEndpoint
+from directory.epoch import EpochClock
+from directory.errors import ConsensusUnavailableError
+from directory.fetcher import ConsensusFetcher
+from directory.keyfile import write_key_file
+from directory.signatures import SigningKey, node_id
+from mixnode.key_ring import LinkKey, write_secret_file
+from sphinx_packets import Geometry
+
+AUTHORITIES = 3
+LAYERS = 3
+MIXES_PER_LAYER = 2
+GATEWAYS = 2
+DEFAULT_EPOCH_SECONDS = 6.0
+DEFAULT_MEAN_DELAY_MS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedNode:
+    name: str
+    role: str
+    config: Path
+    log: Path
+    data_dir: Path
+    identity_public_key: bytes
+    link_public_key: bytes
+    port: int
+    client_port: int | None
+    metrics_port: int
+
+    @property
+    def node_id(self) -> bytes:
+        return node_id(self.identity_public_key)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedAuthority:
+    name: str
+    config: Path
+    log: Path
+    endpoint: AuthorityEndpoint
+
+
+@dataclass(frozen=True, slots=True)
+class TestnetPlan:
+    directory: Path
+    clock: EpochClock
+    geometry: Geometry
+    authorities: tuple[PlannedAuthority, ...]
+    nodes: tuple[PlannedNode, ...]
+
+    @property
+    def endpoints(self) -> tuple[AuthorityEndpoint, ...]:
+        return tuple(a.endpoint for a in self.authorities)
+
+    def node(self, name: str) -> PlannedNode:
+        return next(n for n in self.nodes if n.name == name)
+
+    @property
+    def gateways(self) -> tuple[PlannedNode, ...]:
+        return tuple(n for n in self.nodes if n.role == "gateway")
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "directory": str(self.directory),
+            "epoch_seconds": self.clock.length_ms / 1000,
+            "authorities": [
+                {"name": a.name, "url": a.endpoint.url, "config": str(a.config), "log": str(a.log)}
+                for a in self.authorities
+            ],
+            "nodes": [
+                {
+                    "name": n.name,
+                    "role": n.role,
+                    "port": n.port,
+                    "client_port": n.client_port,
+                    "metrics": f"http://127.0.0.1:{n.metrics_port}/metrics",
+                    "config": str(n.config),
+                    "log": str(n.log),
+                }
+                for n in self.nodes
+            ],
+        }
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free TCP ports on 127.0.0.1 (bound at once, then released)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            probe = socket.socket()
+            probe.bind(("127.0.0.1", 0))
+            sockets.append(probe)
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
+def plan_testnet(
+    directory: Path,
+    *,
+    epoch_seconds: float = DEFAULT_EPOCH_SECONDS,
+    mean_delay_ms: int = DEFAULT_MEAN_DELAY_MS,
+    lambda_m: float = 1.0,
+    now: Callable[[], float] = time.time,
+) -> TestnetPlan:
+    """Write keys and configurations for a whole network into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    length_ms = round(epoch_seconds * 1000)
+    # Epoch 1 began a moment ago, so that the first consensus (epoch 2) is built right away.
+    clock = EpochClock(origin_ms=int(now() * 1000) - length_ms - 200, length_ms=length_ms)
+    geometry = Geometry.default()
+    node_names = [f"mix-{layer + 1}{chr(ord('a') + i)}" for layer in range(LAYERS)
+                  for i in range(MIXES_PER_LAYER)] + [f"gateway-{i + 1}" for i in range(GATEWAYS)]
+    ports = iter(free_ports(AUTHORITIES + len(node_names) * 3))
+
+    authority_keys = [SigningKey.generate() for _ in range(AUTHORITIES)]
+    authorities = []
+    for index, key in enumerate(authority_keys):
+        name = f"authority-{index + 1}"
+        home = directory / name
+        home.mkdir(exist_ok=True)
+        endpoint = AuthorityEndpoint(key.public_key, f"http://127.0.0.1:{next(ports)}")
+        write_key_file(home / "authority.key", key, overwrite=True)
+        authorities.append(PlannedAuthority(name, home / "authority.toml", home / "log.txt", endpoint))
+
+    nodes = []
+    for name in node_names:
+        role = "gateway" if name.startswith("gateway") else "mix"
+        home = directory / name
+        data = home / "data"
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        identity = SigningKey.generate()
+        link = LinkKey.generate()
+        write_key_file(data / "identity.key", identity, overwrite=True)
+        write_secret_file(data / "link.key", link.private_key, overwrite=True)
+        port = next(ports)
+        client_port = next(ports) if role == "gateway" else None
+        metrics_port = next(ports)
+        nodes.append(
+            PlannedNode(
+                name, role, home / "node.toml", home / "log.txt", data,
+                identity.public_key, link.public_key, port, client_port, metrics_port,
+            )
+        )
+
+    shared = _shared_toml(clock, geometry, [a.endpoint for a in authorities])
+    allowlist = "".join(
+        f'\n[[nodes]]\nidentity_key = "{n.identity_public_key.hex()}"\nrole = "{n.role}"\n'
+        for n in nodes
+    )
+    for authority in authorities:
+        port = authority.endpoint.url.rsplit(":", 1)[1]
+        authority.config.write_text(
+            "[authority]\n"
+            'key_file = "authority.key"\n'
+            'data_dir = "data"\n'
+            f'listen = "127.0.0.1:{port}"\n'
+            "allow_loopback_addresses = true\n\n"
+            "[parameters]\n"
+            f"mean_delay_ms = {mean_delay_ms}\n"
+            f"lambda_m = {lambda_m}\n"
+            f"layers = {LAYERS}\n\n" + shared + allowlist
+        )
+    for planned in nodes:
+        client = (
+            f'client_listen = "127.0.0.1:{planned.client_port}"\n'
+            if planned.client_port is not None
+            else ""
+        )
+        planned.config.write_text(
+            "[node]\n"
+            f'name = "{planned.name}"\n'
+            f'role = "{planned.role}"\n'
+            'data_dir = "data"\n'
+            f'listen = "127.0.0.1:{planned.port}"\n'
+            f'public_address = "127.0.0.1:{planned.port}"\n'
+            + client
+            + "\n[metrics]\n"
+            f'listen = "127.0.0.1:{planned.metrics_port}"\n\n'
+            "[limits]\n"
+            "shutdown_grace = 2.0\n\n" + shared
+        )
+    plan = TestnetPlan(directory, clock, geometry, tuple(authorities), tuple(nodes))
+    (directory / "testnet.json").write_text(json.dumps(plan.summary(), indent=2) + "\n")
+    return plan
+
+
+def _shared_toml(
+    clock: EpochClock, geometry: Geometry, endpoints: list[AuthorityEndpoint]
+) -> str:
+    text = (
+        "[epoch]\n"
+        f"origin = {clock.origin_ms / 1000}\n"
+        f"length_seconds = {clock.length_ms / 1000}\n\n"
+        "[geometry]\n"
+        f"hops = {geometry.hops}\n"
+        f"user_payload_size = {geometry.user_payload_size}\n"
+    )
+    for endpoint in endpoints:
+        text += (
+            f'\n[[authorities]]\npublic_key = "{endpoint.public_key.hex()}"\n'
+            f'url = "{endpoint.url}"\n'
+        )
+    return text
+
+
+@dataclass
+class TestnetProcesses:
+    """The daemons of a plan, each a `python -m trimix` process logging to its own file."""
+
+    plan: TestnetPlan
+    running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start_all(self) -> None:
+        for authority in self.plan.authorities:
+            self.start(authority.name)
+        for node in self.plan.nodes:
+            self.start(node.name)
+
+    def start(self, name: str) -> subprocess.Popen[bytes]:
+        authority = next((a for a in self.plan.authorities if a.name == name), None)
+        if authority is not None:
+            command, config, log = "authority", authority.config, authority.log
+        else:
+            planned = self.plan.node(name)
+            command, config, log = "node", planned.config, planned.log
+        with log.open("ab") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "trimix", command, "run", "--config", str(config)],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        self.running[name] = process
+        return process
+
+    def exited(self) -> dict[str, int]:
+        """The daemons that have exited on their own, with their exit codes."""
+        return {
+            name: code
+            for name, process in self.running.items()
+            if (code := process.poll()) is not None
+        }
+
+    def kill(self, name: str) -> None:
+        process = self.running.pop(name)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def terminate(self, name: str, *, timeout: float = 15.0) -> int:
+        """SIGTERM one daemon and wait for it; SIGKILL if it does not stop in time."""
+        process = self.running.pop(name)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+            return -9
+
+    def stop_all(self, *, timeout: float = 15.0) -> dict[str, int]:
+        """SIGTERM every daemon, nodes first; their exit codes."""
+        codes = {}
+        names = [n.name for n in self.plan.nodes] + [a.name for a in self.plan.authorities]
+        live = [name for name in names if name in self.running]
+        for name in live:
+            process = self.running[name]
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name in live:
+            process = self.running.pop(name)
+            try:
+                codes[name] = process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+                codes[name] = -9
+        return codes
+
+
+async def wait_for_consensus(
+    plan: TestnetPlan,
+    *,
+    timeout: float,
+    progress: Callable[[int, int], None] | None = None,
+    require_all: bool = True,
+) -> Consensus:
+    """A verified consensus listing every node of the plan (or, without `require_all`, a
+    complete route: every layer and two gateways)."""
+    import trio
+
+    fetcher = ConsensusFetcher(
+        plan.endpoints, plan.geometry, plan.clock, rng=random.Random(), request_timeout=2.0
+    )
+    wanted = {n.node_id for n in plan.nodes}
+    with trio.fail_after(timeout):
+        while True:
+            epoch = max(1, plan.clock.epoch_at(time.time()))
+            try:
+                consensus = await fetcher.fetch(epoch)
+            except ConsensusUnavailableError:
+                consensus = None
+            if consensus is not None:
+                listed = wanted & set(consensus.descriptor_ids)
+                if progress is not None:
+                    progress(len(listed), len(wanted))
+                complete = all(consensus.layers) and len(consensus.gateways) >= 2
+                if listed == wanted or (complete and not require_all):
+                    return consensus
+            await trio.sleep(0.25)

@@ -1,0 +1,137 @@
+"""`trimix testnet`: a whole network on loopback, and its smoke run."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from trimix.testnet import TestnetPlan, TestnetProcesses, plan_testnet, wait_for_consensus
+
+
+@click.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to write keys, configurations and logs (default: a fresh temporary directory).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Stop after this many seconds (default: run until Ctrl-C).",
+)
+@click.option("--smoke", is_flag=True, help="Send packets end to end and report delivery and latency.")
+@click.option("--epoch-seconds", type=click.FloatRange(min=3), default=6.0, show_default=True)
+@click.option("--rate", type=click.FloatRange(min=0.1), default=20.0, show_default=True,
+              help="Smoke run: packets per second.")
+@click.option("--json", "as_json", is_flag=True, help="Print the smoke report as one JSON line.")
+def testnet(
+    directory: Path | None,
+    duration: float | None,
+    smoke: bool,
+    epoch_seconds: float,
+    rate: float,
+    as_json: bool,
+) -> None:
+    """Start 3 authorities, 3 layers of 2 mixes and 2 gateways on 127.0.0.1, each its own
+    process, and wait for a verified consensus; with --smoke, prove the path end to end."""
+    import trio
+
+    if directory is None:
+        directory = Path(tempfile.mkdtemp(prefix="trimix-testnet-"))
+    plan = plan_testnet(directory, epoch_seconds=epoch_seconds)
+    processes = TestnetProcesses(plan)
+    click.echo(f"testnet in {directory} (epochs of {epoch_seconds:g} s)", err=True)
+    try:
+        processes.start_all()
+        click.echo(
+            f"started {len(plan.authorities)} authorities and {len(plan.nodes)} nodes", err=True
+        )
+        report = trio.run(_run, plan, processes, duration, smoke, rate)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted", err=True)
+        report = None
+    finally:
+        codes = processes.stop_all()
+        unclean = {name: code for name, code in codes.items() if code != 0}
+        click.echo(
+            "stopped every process" + (f" (unclean exits: {unclean})" if unclean else " cleanly"),
+            err=True,
+        )
+    if report is not None:
+        if as_json:
+            click.echo(json.dumps(report, sort_keys=True))
+        if report.get("delivered") != report.get("sent"):
+            raise click.ClickException(
+                f"only {report['delivered']} of {report['sent']} packets arrived"
+            )
+
+
+async def _run(
+    plan: TestnetPlan,
+    processes: TestnetProcesses,
+    duration: float | None,
+    smoke: bool,
+    rate: float,
+) -> dict[str, object] | None:
+    import trio
+    from tqdm import tqdm
+
+    started = time.monotonic()
+    epoch_seconds = plan.clock.length_ms / 1000
+    with tqdm(total=len(plan.nodes), desc="nodes in the consensus", unit="node",
+              file=click.get_text_stream("stderr")) as bar:
+
+        def progress(listed: int, total: int) -> None:
+            bar.n = listed
+            bar.refresh()
+            failed = processes.exited()
+            if failed:
+                raise click.ClickException(f"daemons exited: {failed}; see their logs")
+
+        consensus = await wait_for_consensus(
+            plan, timeout=10 * epoch_seconds + 30, progress=progress
+        )
+    click.echo(
+        f"consensus of epoch {consensus.epoch}: {len(consensus.descriptors)} nodes, "
+        f"layers {[len(layer) for layer in consensus.layers]}, "
+        f"{len(consensus.gateways)} gateways ({time.monotonic() - started:.1f} s)",
+        err=True,
+    )
+    click.echo(f"configs, logs and metrics ports: {plan.directory / 'testnet.json'}", err=True)
+    for node in plan.nodes:
+        click.echo(
+            f"  {node.name:10} port {node.port:5}  metrics http://127.0.0.1:{node.metrics_port}/metrics"
+            f"  log {node.log}",
+            err=True,
+        )
+    if smoke:
+        from trimix.smoke import smoke_run
+
+        seconds = duration if duration is not None else 20.0
+        entry, exit_ = plan.gateways[0], plan.gateways[1]
+        click.echo(f"smoke run: {rate:g} packets/s for {seconds:g} s", err=True)
+        report = await smoke_run(
+            consensus, plan.geometry, entry, exit_,
+            packets=max(1, round(rate * seconds)), rate=rate,
+        )
+        summary = report.as_dict()
+        click.echo(
+            f"delivered {summary['delivered']} of {summary['sent']} "
+            f"(duplicates {summary['duplicates']}); latency ms p50 {summary['latency_ms_p50']} "
+            f"p90 {summary['latency_ms_p90']} p99 {summary['latency_ms_p99']}; overhead beyond "
+            f"the drawn delays p50 {summary['overhead_ms_p50']} ms",
+            err=True,
+        )
+        return summary
+    if duration is None:
+        click.echo("running; Ctrl-C stops every process", err=True)
+        await trio.sleep_forever()
+    await trio.sleep(max(0.0, duration - (time.monotonic() - started)))
+    return None
