@@ -189,7 +189,9 @@ class BloomReplayFilter:
         try:
             file = open(path, "r+b")  # noqa: SIM115 -- owned by the filter until close()
         except OSError as error:
-            raise ReplayFilterError(f"cannot open replay filter {path}: {error.strerror}") from error
+            raise ReplayFilterError(
+                f"cannot open replay filter {path}: {error.strerror}"
+            ) from error
         try:
             size = os.fstat(file.fileno()).st_size
             if size < HEADER_SIZE:
