@@ -202,14 +202,18 @@ class SchedulerTask(Generic[T]):
         on_due: Callable[[list[T]], None],
         *,
         clock: Callable[[], float] = trio.current_time,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Hand due items to `on_due`, in deadline order, until `drain` ends the run.
-        `observe_lateness(now - deadline)` is called for every item sent."""
+        `observe_lateness(now - deadline)` is called for every item sent. Start it with
+        ``await nursery.start(task.run, on_due)`` so that `drain` may be called at once.
+        `clock` must advance at the rate of Trio's clock (it may be offset from it)."""
         if self._running or self._closed:
             raise RuntimeError("the scheduler task is already running or was drained")
         self._running = True
         self._clock = clock
         scheduler = self._scheduler
+        task_status.started()
         try:
             while True:
                 now = clock()

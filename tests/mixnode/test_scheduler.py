@@ -185,7 +185,7 @@ async def test_items_leave_at_their_deadlines_in_deadline_order(
     for delay, item in [(3.0, "c"), (1.0, "a"), (2.0, "b"), (2.0, "b2")]:
         assert task.push(start + delay, item)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(task.run, recorder.on_due)
+        await nursery.start(task.run, recorder.on_due)
         await trio.sleep(10)
         assert await task.drain(1.0) == []
     assert [item for _, item in recorder.sent] == ["a", "b", "b2", "c"]
@@ -203,7 +203,7 @@ async def test_an_earlier_push_wakes_the_sleeping_task(
     start = trio.current_time()
     task.push(start + 100.0, "late")
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(task.run, recorder.on_due)
+        await nursery.start(task.run, recorder.on_due)
         await trio.sleep(1.0)  # the task now sleeps until start + 100
         task.push(start + 2.0, "early")
         task.push(start + 50.0, "middle")  # not the earliest: no wakeup needed, still on time
@@ -223,7 +223,7 @@ async def test_an_idle_task_wakes_for_the_first_push(
     recorder = Recorder()
     task = make_task(recorder)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(task.run, recorder.on_due)
+        await nursery.start(task.run, recorder.on_due)
         await trio.sleep(5.0)
         task.push(trio.current_time() + 1.0, "x")
         task.push(trio.current_time() - 1.0, "overdue")  # already due: sent at once
@@ -245,7 +245,7 @@ async def test_capacity_and_eviction_through_the_driver(
     assert not task.push(now + 1, "real 3")
     assert not task.push(now + 1, "cover 2", cover=True)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(task.run, recorder.on_due)
+        await nursery.start(task.run, recorder.on_due)
         await trio.sleep(10)
         await task.drain(0.0)
     assert [item for _, item in recorder.sent] == ["real 1", "real 2"]
@@ -265,7 +265,7 @@ async def test_drain_sends_what_is_due_within_the_grace_and_returns_the_rest(
     for delay in (1.0, 4.0, 5.0, 6.0, 30.0):
         task.push(start + delay, delay)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(task.run, recorder.on_due)
+        await nursery.start(task.run, recorder.on_due)
         await trio.sleep(2.0)
         left = await task.drain(3.0)  # grace ends at start + 5
         drained_at = trio.current_time() - start
@@ -290,8 +290,7 @@ async def test_drain_returns_at_once_when_nothing_is_due_within_the_grace(
     start = trio.current_time()
     task.push(start + 60.0, "later")
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(task.run, recorder.on_due)
-        await trio.sleep(0)
+        await nursery.start(task.run, recorder.on_due)
         assert await task.drain(10.0) == ["later"]
     assert trio.current_time() == start
     assert recorder.sent == []
@@ -311,8 +310,7 @@ async def test_drain_sends_only_what_falls_due_within_the_grace_when_the_sender_
         autojump_clock.jump(0.5)  # each send takes half a second of (virtual) time
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(task.run, slow_sender)
-        await trio.sleep(0)
+        await nursery.start(task.run, slow_sender)
         left = await task.drain(1.25)  # due within the grace: items 0, 1 and 2
     assert sent == [(1.0, [0]), (1.5, [1, 2])]
     assert left == list(range(3, 10))
@@ -329,8 +327,7 @@ async def test_one_run_at_a_time(autojump_clock: trio.testing.MockClock) -> None
     recorder = Recorder()
     task = make_task(recorder)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(task.run, recorder.on_due)
-        await trio.sleep(0)
+        await nursery.start(task.run, recorder.on_due)
         with pytest.raises(RuntimeError):
             await task.run(recorder.on_due)
         await task.drain(0.0)
@@ -368,7 +365,7 @@ async def test_a_hundred_thousand_items_without_a_task_per_item(
 
     tasks_before = count_tasks()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(task.run, on_due)
+        await nursery.start(task.run, on_due)
         await trio.sleep(11.0)
         assert await task.drain(0.0) == []
     assert len(received) == count
