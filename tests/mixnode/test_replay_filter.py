@@ -263,6 +263,10 @@ def test_seen_checks_every_live_filter_and_record_targets_one(tmp_path: Path) ->
     assert filters.seen(b"old key tag")
     assert b"old key tag" not in filters.ensure(5)
     assert filters.record(b"old key tag", 4) is True
+    assert filters.seen(b"old key tag", 4)
+    assert not filters.seen(b"old key tag", 5)
+    with pytest.raises(ReplayFilterError, match="epoch 6"):
+        filters.seen(b"old key tag", 6)
     filters.close()
 
 
