@@ -176,6 +176,14 @@ def make_task(recorder: Recorder, capacity: int = 1000) -> SchedulerTask[object]
     return SchedulerTask(DelayScheduler(capacity), observe_lateness=recorder.lateness.append)
 
 
+async def run_for(task: SchedulerTask[object], recorder: Recorder, seconds: float) -> list[object]:
+    """Run the task for `seconds` of virtual time, then drain it with no grace."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(task.run, recorder.on_due)
+        await trio.sleep(seconds)
+        return await task.drain(0.0)
+
+
 async def test_items_leave_at_their_deadlines_in_deadline_order(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -184,10 +192,7 @@ async def test_items_leave_at_their_deadlines_in_deadline_order(
     start = trio.current_time()
     for delay, item in [(3.0, "c"), (1.0, "a"), (2.0, "b"), (2.0, "b2")]:
         assert task.push(start + delay, item)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(task.run, recorder.on_due)
-        await trio.sleep(10)
-        assert await task.drain(1.0) == []
+    assert await run_for(task, recorder, 10.0) == []
     assert [item for _, item in recorder.sent] == ["a", "b", "b2", "c"]
     assert [at - start for at, _ in recorder.sent] == [1.0, 2.0, 2.0, 3.0]
     assert recorder.batches == 3  # equal deadlines leave together
@@ -244,10 +249,7 @@ async def test_capacity_and_eviction_through_the_driver(
     assert task.push(now + 7, "real 2")  # evicts the cover
     assert not task.push(now + 1, "real 3")
     assert not task.push(now + 1, "cover 2", cover=True)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(task.run, recorder.on_due)
-        await trio.sleep(10)
-        await task.drain(0.0)
+    assert await run_for(task, recorder, 10.0) == []
     assert [item for _, item in recorder.sent] == ["real 1", "real 2"]
     assert dict(task.scheduler.drops) == {
         "cover_evicted": 1,
