@@ -20,7 +20,7 @@ from mixnode.gateway_protocol import (
     Message,
     Register,
     Registered,
-    StoredMessage,
+    Delivery,
     decode_reply,
     encode_request,
 )
@@ -34,8 +34,8 @@ class GatewayError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class FetchedMessage:
-    message_id: int
-    message: StoredMessage = field(repr=False)
+    message_id: bytes = field(repr=False)
+    message: Delivery = field(repr=False)
 
 
 class GatewayClient:
@@ -91,7 +91,7 @@ class GatewayClient:
         for reply in replies:
             if isinstance(reply, Message):
                 try:
-                    stored = StoredMessage.from_bytes(reply.stored)
+                    stored = Delivery.from_bytes(reply.stored)
                 except ControlError as error:
                     raise GatewayError(f"malformed stored message: {error}") from None
                 messages.append(FetchedMessage(reply.message_id, stored))
@@ -99,7 +99,7 @@ class GatewayClient:
                 raise GatewayError(_refusal(reply))
         return messages
 
-    async def ack(self, message_ids: list[int]) -> None:
+    async def ack(self, message_ids: list[bytes]) -> None:
         for start in range(0, len(message_ids), 64):
             chunk = tuple(message_ids[start : start + 64])
             with trio.fail_after(self.timeout):

@@ -7,17 +7,18 @@ Client to gateway (after the Noise handshake, which proves the client's static k
 
     01                       REGISTER       open (or reopen) the mailbox bound to my key
     02 ‖ count u8            FETCH          send me exactly `count` frames (1..MAX_FETCH)
-    03 ‖ n u8 ‖ id u64 BE×n  ACK            delete these messages (1..MAX_ACK ids)
+    03 ‖ n u8 ‖ id 16 × n    ACK            delete these messages (1..MAX_ACK ids)
 
 Gateway to client:
 
     81 ‖ mailbox id 32       REGISTERED
-    82 ‖ id u64 ‖ len u16 ‖ message        MESSAGE   one stored message
+    82 ‖ id 16 ‖ len u16 ‖ message         MESSAGE   one stored message
     83                       EMPTY          filler, so that a FETCH is always answered by
                                             exactly `count` frames whatever the mailbox holds
     e0 ‖ code u8             ERROR          a refused request (codes in `ErrorCode`)
 
-A stored message is `kind u8 ‖ surb id 16 ‖ payload`: kind 1 a forward payload (the Sphinx
+Message ids are 16 random bytes chosen by the gateway (not counters, which would tell a client
+how much traffic the gateway carries). A stored message is `kind u8 ‖ surb id 16 ‖ payload`: kind 1 a forward payload (the Sphinx
 user payload, still end-to-end encrypted for the recipient), kind 2 a SURB reply (the
 encrypted payload and the SURB id its creator needs to open it).
 """
@@ -31,6 +32,7 @@ from enum import IntEnum
 from sphinx_packets.geometry import SURB_ID_SIZE
 
 MAILBOX_ID_SIZE = 32
+MESSAGE_ID_SIZE = 16
 MAX_FETCH = 16
 """The most frames one FETCH may ask for."""
 MAX_ACK = 64
@@ -74,7 +76,7 @@ class Fetch:
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    message_ids: tuple[int, ...]
+    message_ids: tuple[bytes, ...] = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,7 @@ class Registered:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    message_id: int
+    message_id: bytes = field(repr=False)
     stored: bytes = field(repr=False)
 
 
@@ -103,7 +105,7 @@ GatewayReply = Registered | Message | Empty | Error
 
 
 @dataclass(frozen=True, slots=True)
-class StoredMessage:
+class Delivery:
     """What a gateway keeps for a mailbox: a delivered payload, and for a SURB reply the
     SURB id (zero bytes otherwise)."""
 
@@ -115,7 +117,7 @@ class StoredMessage:
         return bytes((self.kind,)) + self.surb_id + self.payload
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> StoredMessage:
+    def from_bytes(cls, data: bytes) -> Delivery:
         if len(data) < 1 + SURB_ID_SIZE + 1:
             raise ControlError("a stored message is too short")
         try:
@@ -135,7 +137,9 @@ def encode_request(request: ClientRequest) -> bytes:
     ids = request.message_ids
     if not 1 <= len(ids) <= MAX_ACK:
         raise ControlError(f"an ACK carries 1 to {MAX_ACK} ids")
-    return bytes((ACK, len(ids))) + struct.pack(f">{len(ids)}Q", *ids)
+    if any(len(i) != MESSAGE_ID_SIZE for i in ids):
+        raise ControlError(f"a message id is {MESSAGE_ID_SIZE} bytes")
+    return bytes((ACK, len(ids))) + b"".join(ids)
 
 
 def decode_request(body: bytes) -> ClientRequest:
@@ -149,8 +153,13 @@ def decode_request(body: bytes) -> ClientRequest:
         return Fetch(body[1])
     if kind == ACK and len(body) >= 2:
         count = body[1]
-        if 1 <= count <= MAX_ACK and len(body) == 2 + 8 * count:
-            return Ack(struct.unpack(f">{count}Q", body[2:]))
+        if 1 <= count <= MAX_ACK and len(body) == 2 + MESSAGE_ID_SIZE * count:
+            return Ack(
+                tuple(
+                    bytes(body[i : i + MESSAGE_ID_SIZE])
+                    for i in range(2, len(body), MESSAGE_ID_SIZE)
+                )
+            )
     raise ControlError("malformed client control message")
 
 
@@ -160,9 +169,12 @@ def encode_reply(reply: GatewayReply) -> bytes:
             raise ControlError("a mailbox id is 32 bytes")
         return bytes((REGISTERED,)) + reply.mailbox_id
     if isinstance(reply, Message):
-        if len(reply.stored) > 0xFFFF:
-            raise ControlError("a stored message is at most 65,535 bytes")
-        return struct.pack(">BQH", MESSAGE, reply.message_id, len(reply.stored)) + reply.stored
+        if len(reply.stored) > 0xFFFF or len(reply.message_id) != MESSAGE_ID_SIZE:
+            raise ControlError("a message id is 16 bytes and a message at most 65,535")
+        return (
+            bytes((MESSAGE,)) + reply.message_id + struct.pack(">H", len(reply.stored))
+            + reply.stored
+        )
     if isinstance(reply, Empty):
         return bytes((EMPTY,))
     return bytes((ERROR, reply.code))
@@ -175,10 +187,11 @@ def decode_reply(body: bytes) -> GatewayReply:
     kind = body[0]
     if kind == REGISTERED and len(body) == 1 + MAILBOX_ID_SIZE:
         return Registered(bytes(body[1:]))
-    if kind == MESSAGE and len(body) >= 11:
-        _, message_id, size = struct.unpack(">BQH", body[:11])
-        if len(body) == 11 + size:
-            return Message(message_id, bytes(body[11:]))
+    head = 1 + MESSAGE_ID_SIZE + 2
+    if kind == MESSAGE and len(body) >= head:
+        (size,) = struct.unpack(">H", body[head - 2 : head])
+        if len(body) == head + size:
+            return Message(bytes(body[1 : 1 + MESSAGE_ID_SIZE]), bytes(body[head:]))
     if kind == EMPTY and len(body) == 1:
         return Empty()
     if kind == ERROR and len(body) == 2:

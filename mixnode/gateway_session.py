@@ -1,5 +1,6 @@
 """One client's link to its gateway (a thin Trio driver around `gateway_protocol`).
 
+SQLite calls (each commit is an fsync) run in a worker thread, never on the event loop.
 The Noise handshake proved the client's static key; the mailbox is bound to that key, so a
 client can only ever register, read and acknowledge its own. Until it has registered, a
 client may do nothing but register. Packets it sends enter the network here (the gateway is
@@ -11,7 +12,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
+
+import trio
 
 from mixnode.gateway_protocol import (
     Ack,
@@ -50,7 +54,7 @@ async def serve_client(
 ) -> None:
     """Serve one client until its link closes; raises what the link raises."""
     owner = link.peer_static_key
-    registered = mailboxes.mailbox_of(owner) is not None
+    registered = await trio.to_thread.run_sync(mailboxes.mailbox_of, owner) is not None
     while True:
         frame = await link.receive()
         if frame.kind is FrameKind.PACKET:
@@ -69,7 +73,9 @@ async def serve_client(
             continue
         if isinstance(request, Register):
             try:
-                mailbox_id = mailboxes.register(owner, now=now())
+                mailbox_id = await trio.to_thread.run_sync(
+                    partial(mailboxes.register, owner, now=now())
+                )
             except MailboxError:
                 count("registry_full")
                 await _reply(link, [Error(ErrorCode.REGISTRY_FULL)])
@@ -81,13 +87,17 @@ async def serve_client(
             count("not_registered")
             await _reply(link, [Error(ErrorCode.NOT_REGISTERED)])
         elif isinstance(request, Fetch):
-            stored = mailboxes.fetch(owner, limit=request.count)
+            stored = await trio.to_thread.run_sync(
+                partial(mailboxes.fetch, owner, limit=request.count, now=now())
+            )
             replies: list[Message | Empty] = [Message(m.message_id, m.payload) for m in stored]
             replies.extend(Empty() for _ in range(request.count - len(replies)))
             count("fetch")
             await _reply(link, replies)
         elif isinstance(request, Ack):
-            mailboxes.ack(owner, list(request.message_ids))
+            await trio.to_thread.run_sync(
+                partial(mailboxes.ack, owner, list(request.message_ids), now=now())
+            )
             count("ack")
 
 

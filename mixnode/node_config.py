@@ -50,6 +50,7 @@ handshake_timeout = 5.0             # seconds for the whole Noise handshake
 idle_timeout = 180.0
 queue_capacity = 100000             # packets waiting for their delay
 peer_queue_capacity = 5000          # packets waiting for one next hop's link
+expected_packets_per_second = 5000  # sizes the replay filters (false positives 1e-6)
 max_mailboxes = 100000
 mailbox_max_messages = 10000
 mailbox_max_bytes = 33554432
@@ -70,6 +71,7 @@ class Limits:
     idle_timeout: float = 180.0
     queue_capacity: int = 100_000
     peer_queue_capacity: int = 5000
+    expected_packets_per_second: int = 5000
     max_mailboxes: int = 100_000
     mailbox_max_messages: int = 10_000
     mailbox_max_bytes: int = 32 * 1024 * 1024

@@ -21,7 +21,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
@@ -40,9 +40,9 @@ from directory.uploader import upload_descriptor
 from mixnode.crypto_workers import CryptoWorkers, WorkerView
 from mixnode.key_ring import LinkKey, SphinxKeyRing
 from mixnode.link import Frame, FrameKind, LinkError
-from mixnode.link_driver import LinkConnection, LinkServer, PeerLinks
+from mixnode.link_driver import LinkConnection, LinkServer, LinkTimings, PeerLinks
 from mixnode.loop_cover import LoopCover
-from mixnode.mailbox import MailboxLimits, MailboxStore
+from mixnode.mailbox import MailboxLimits, MailboxStore, StoreOutcome
 from mixnode.gateway_session import serve_client
 from mixnode.node_config import NodeConfig
 from mixnode.node_metrics import NodeMetrics
@@ -96,10 +96,18 @@ class NodeDaemon:
         self.rng = rng if rng is not None else random.Random(os.urandom(32))
         self.now = now
         self.metrics = NodeMetrics()
+        idle = config.limits.idle_timeout
+        self._timings = LinkTimings(idle_timeout=idle, keepalive_interval=min(15.0, idle / 4))
         data = config.data_dir
         data.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.keys = SphinxKeyRing(data / "sphinx-keys")
-        self.replay = ReplayFilters(data / "replay")
+        epoch_seconds = config.clock.length_ms / 1000
+        self.replay = ReplayFilters(
+            data / "replay",
+            expected_items=max(
+                10_000, round(config.limits.expected_packets_per_second * 3 * epoch_seconds)
+            ),
+        )
         self.mailboxes: MailboxStore | None = None
         if config.role is Role.GATEWAY:
             limits = config.limits
@@ -132,16 +140,19 @@ class NodeDaemon:
         self._peers: dict[bytes, Peer] = {}
         self._peer_by_link_key: dict[bytes, Peer] = {}
         self._node_link_keys: frozenset[bytes] = frozenset()
-        self._cancel = trio.CancelScope()
+        self._deliveries_in, self._deliveries_out = trio.open_memory_channel[StoreMessage](
+            config.limits.queue_capacity
+        )
         self._stopping = trio.Event()
         self.links = PeerLinks(
             link_key.private_key,
             config.geometry.packet_size,
-            resolve=self._resolve,
-            count=self.metrics.count_link_event,
-            queue_capacity=config.limits.peer_queue_capacity,
-            handshake_timeout=config.limits.handshake_timeout,
+            self._resolve,
             rng=self.rng,
+            count=self.metrics.count_link_event,
+            queue_size=config.limits.peer_queue_capacity,
+            handshake_timeout=config.limits.handshake_timeout,
+            timings=self._timings,
         )
         self.workers: CryptoWorkers | None = None
         if config.workers > 1:
@@ -187,41 +198,23 @@ class NodeDaemon:
     async def _serve_all(
         self, scope: trio.CancelScope, task_status: trio.TaskStatus[None]
     ) -> None:
-        limits = self.config.limits
         with scope:
             async with trio.open_nursery() as nursery:
-                node_server = LinkServer(
-                    self.link_key.private_key,
-                    self.config.geometry.packet_size,
-                    authorize=self._authorize_node,
-                    handler=self._serve_node,
-                    count=self.metrics.count_link_event,
-                    max_connections=limits.max_connections,
-                    max_per_address=limits.max_connections_per_address,
-                    handshake_timeout=limits.handshake_timeout,
-                    idle_timeout=limits.idle_timeout,
-                )
+                node_server = self._link_server(self._serve_node, self._authorize_node)
                 self.bound_port = await nursery.start(
                     node_server.serve, self.config.listen_host, self.config.listen_port
                 )
                 if self.mailboxes is not None and self.config.client_listen is not None:
-                    client_server = LinkServer(
-                        self.link_key.private_key,
-                        self.config.geometry.packet_size,
-                        authorize=lambda _key: True,
-                        handler=self._serve_client,
-                        count=self.metrics.count_link_event,
-                        max_connections=limits.max_connections,
-                        max_per_address=limits.max_connections_per_address,
-                        handshake_timeout=limits.handshake_timeout,
-                        idle_timeout=limits.idle_timeout,
-                    )
+                    # Any client may connect: registering is what a new one does first.
+                    client_server = self._link_server(self._serve_client, lambda _key: True)
                     host, port = self.config.client_listen
                     self.bound_client_port = await nursery.start(client_server.serve, host, port)
                 if self.workers is not None:
                     await nursery.start(self.workers.run)
                 nursery.start_soon(self.links.run)
-                nursery.start_soon(self.scheduler.run, self._on_due)
+                await nursery.start(self.scheduler.run, self._on_due)
+                if self.mailboxes is not None:
+                    nursery.start_soon(self._store_deliveries)
                 nursery.start_soon(self._upload_descriptors)
                 nursery.start_soon(self._follow_consensus)
                 nursery.start_soon(self._send_loops)
@@ -230,13 +223,34 @@ class NodeDaemon:
                     self.bound_metrics_port = await nursery.start(self._serve_metrics)
                 task_status.started()
 
+    def _link_server(
+        self, handler: Callable[[LinkConnection], Awaitable[None]], authorize: Callable[[bytes], bool]
+    ) -> LinkServer:
+        limits = self.config.limits
+        return LinkServer(
+            self.link_key.private_key,
+            self.config.geometry.packet_size,
+            handler,
+            authorize=authorize,
+            count=self.metrics.count_link_event,
+            handshake_timeout=limits.handshake_timeout,
+            timings=self._timings,
+            max_connections=limits.max_connections,
+            max_connections_per_address=limits.max_connections_per_address,
+        )
+
     async def _drain(self) -> None:
         """Send what falls due within the grace period; what is left is lost (counted)."""
-        left = await self.scheduler.drain(self.config.limits.shutdown_grace, self._on_due)
-        if left:
-            self.metrics.packets_dropped.labels("real_refused").inc(left)
-        with trio.move_on_after(self.config.limits.shutdown_grace):
-            await self.links.flush()
+        grace = self.config.limits.shutdown_grace
+        left = await self.scheduler.drain(grace)
+        stores = [a for a in left if isinstance(a, StoreMessage)]
+        if stores and self.mailboxes is not None:
+            # Mail that has arrived is never thrown away: store it now, delay or not.
+            self._store_batch(stores)
+        lost = len(left) - len(stores)
+        if lost:
+            self.metrics.packets_dropped.labels("shutdown").inc(lost)
+        await self.links.aclose(grace=grace)
 
     async def _serve_metrics(self, *, task_status: trio.TaskStatus[int]) -> None:
         """Prometheus exposition (prometheus-client's ASGI app under hypercorn)."""
@@ -398,7 +412,10 @@ class NodeDaemon:
             if isinstance(action, SendPacket):
                 self._send(action)
             elif isinstance(action, StoreMessage):
-                self._store(action)
+                try:
+                    self._deliveries_in.send_nowait(action)
+                except trio.WouldBlock:
+                    self.metrics.messages_refused.labels("store_queue_full").inc()
             elif self.loops.returned(action.payload):
                 self.metrics.loops_returned.inc()
         self.metrics.queue_depth.set(len(self.scheduler))
@@ -413,15 +430,27 @@ class NodeDaemon:
         else:
             self.metrics.packets_dropped.labels("link_queue_full").inc()
 
-    def _store(self, action: StoreMessage) -> None:
+    async def _store_deliveries(self) -> None:
+        """Store due deliveries in batches, one transaction (one fsync) each, off the loop."""
+        async for first in self._deliveries_out:
+            batch = [first]
+            while len(batch) < 256:
+                try:
+                    batch.append(self._deliveries_out.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            await trio.to_thread.run_sync(self._store_batch, batch)
+
+    def _store_batch(self, batch: list[StoreMessage]) -> None:
         assert self.mailboxes is not None
-        outcome = self.mailboxes.store(
-            action.recipient_id, action.message.to_bytes(), now=self.now()
+        outcomes = self.mailboxes.store_many(
+            [(a.recipient_id, a.message.to_bytes()) for a in batch], now=self.now()
         )
-        if outcome.stored:
-            self.metrics.messages_stored.inc()
-        else:
-            self.metrics.messages_refused.labels(outcome.reason).inc()
+        for outcome in outcomes:
+            if outcome is StoreOutcome.STORED:
+                self.metrics.messages_stored.inc()
+            else:
+                self.metrics.messages_refused.labels(outcome.value).inc()
 
     # --- cover, housekeeping ---------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from sphinx_packets.errors import (
 )
 from sphinx_packets.geometry import SURB_ID_SIZE
 
-from mixnode.gateway_protocol import MessageKind, StoredMessage
+from mixnode.gateway_protocol import MessageKind, Delivery
 
 DROP_REASONS = (
     "malformed",
@@ -83,7 +83,7 @@ class StoreMessage:
     """Store `message` in the mailbox `recipient_id` (exit gateway)."""
 
     recipient_id: bytes = field(repr=False)
-    message: StoredMessage
+    message: Delivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +154,9 @@ class PacketPipeline:
         if not self.is_gateway:
             return Dropped("not_a_gateway")
         if isinstance(result, DeliverSurbReply):
-            stored = StoredMessage(MessageKind.SURB_REPLY, result.surb_id, result.payload)
+            stored = Delivery(MessageKind.SURB_REPLY, result.surb_id, result.payload)
         else:
-            stored = StoredMessage(MessageKind.FORWARD, bytes(SURB_ID_SIZE), result.payload)
+            stored = Delivery(MessageKind.FORWARD, bytes(SURB_ID_SIZE), result.payload)
         return Scheduled(deadline, StoreMessage(result.recipient_id, stored))
 
     def _refused(self, error: SphinxError) -> Dropped:
