@@ -1,0 +1,69 @@
+"""Helpers shared by the link tests: fixed keys, a completed pair of cores, and a raw
+`noiseprotocol` peer (the reference Noise implementation) for interop and bad-frame tests."""
+
+from __future__ import annotations
+
+import random
+
+from noise.connection import Keypair, NoiseConnection
+
+from mixnode.link import (
+    FRAME_HEADER_SIZE,
+    NOISE_PROTOCOL_NAME,
+    LinkCore,
+    LinkKeypair,
+    generate_link_keypair,
+    link_prologue,
+)
+
+BODY_SIZE = 64
+"""A small frame body for fast tests; the real one is the Sphinx packet size."""
+
+
+def keypair(seed: int) -> LinkKeypair:
+    return generate_link_keypair(rng=random.Random(seed).randbytes)
+
+
+ALICE = keypair(1)
+BOB = keypair(2)
+MALLORY = keypair(3)
+
+
+def core_pair(
+    initiator_keys: LinkKeypair = ALICE,
+    responder_keys: LinkKeypair = BOB,
+    body_size: int = BODY_SIZE,
+) -> tuple[LinkCore, LinkCore]:
+    """An initiator and a responder core with the handshake completed between them."""
+    initiator = LinkCore.initiator(initiator_keys.private, responder_keys.public, body_size)
+    responder = LinkCore.responder(responder_keys.private, body_size)
+    assert responder.start() == b""
+    assert responder.receive_data(initiator.start()) == []
+    initiator.receive_data(responder.data_to_send())
+    responder.receive_data(initiator.data_to_send())
+    assert initiator.established and responder.established
+    return initiator, responder
+
+
+def noise_peer(
+    *, initiator: bool, local: LinkKeypair, remote_public: bytes | None, body_size: int = BODY_SIZE
+) -> NoiseConnection:
+    """A `noiseprotocol` connection set up exactly as the link specifies, handshake started."""
+    connection = NoiseConnection.from_name(NOISE_PROTOCOL_NAME)
+    connection.set_prologue(link_prologue(body_size))
+    connection.set_keypair_from_private_bytes(Keypair.STATIC, local.private)
+    if initiator:
+        assert remote_public is not None
+        connection.set_keypair_from_public_bytes(Keypair.REMOTE_STATIC, remote_public)
+        connection.set_as_initiator()
+    else:
+        connection.set_as_responder()
+    connection.start_handshake()
+    return connection
+
+
+def raw_plaintext(kind: int, length: int, body: bytes, padding: bytes, body_size: int = BODY_SIZE) -> bytes:
+    """A frame plaintext built by hand (possibly malformed), padded to the frame size."""
+    plaintext = bytes([kind]) + length.to_bytes(2, "big") + body + padding
+    assert len(plaintext) <= FRAME_HEADER_SIZE + body_size
+    return plaintext + bytes(FRAME_HEADER_SIZE + body_size - len(plaintext))
