@@ -185,7 +185,8 @@ class LinkCore:
     Use: `start()` (initiator: the first handshake message; responder: `b""`), then feed every
     received byte to `receive_data` and write whatever `data_to_send()` returns after each call
     (the handshake replies). Once `HandshakeComplete` has come out, `send`/`send_many` turn
-    frames into bytes to write. Partial input is buffered; the buffer never holds more than one
+    frames into bytes to write, and `receive_data(b"")` yields any frames that arrived with
+    the last handshake message. Partial input is buffered; the buffer never holds more than one
     incomplete message beyond what a single `receive_data` call passes in.
     """
 
@@ -287,7 +288,11 @@ class LinkCore:
         return data
 
     def receive_data(self, data: bytes) -> list[LinkEvent]:
-        """Feed received bytes; returns the events they complete. `LinkError` on bad input."""
+        """Feed received bytes; returns the events they complete. `LinkError` on bad input.
+
+        The call that completes the handshake stops at `HandshakeComplete`: bytes after the
+        last handshake message stay buffered until the next call (`receive_data(b"")` will do),
+        so the caller can authorize the peer before any of its frames is decrypted."""
         if self._state is _State.FAILED:
             raise LinkError("the link has failed")
         if self._state is _State.NEW:
@@ -298,11 +303,10 @@ class LinkCore:
                 self._buffer += data
                 data = bytes(self._buffer)
                 self._buffer.clear()
-            offset = 0
             if self._state is _State.HANDSHAKE:
                 offset = self._advance_handshake(data, events)
-            if self._state is _State.ESTABLISHED:
-                offset = self._open_frames(data, offset, events)
+            else:
+                offset = self._open_frames(data, 0, events)
             if offset < len(data):
                 self._buffer += memoryview(data)[offset:]
         except LinkError:

@@ -37,7 +37,6 @@ from mixnode.link import (
     Frame,
     FrameKind,
     FrameReceived,
-    HandshakeComplete,
     LinkCore,
     LinkError,
     LinkEvent,
@@ -115,7 +114,6 @@ class LinkConnection:
         stream: trio.abc.Stream,
         core: LinkCore,
         *,
-        pending: Iterable[Frame] = (),
         timings: LinkTimings = LinkTimings(),
         count: Count = _ignore,
     ) -> None:
@@ -125,10 +123,11 @@ class LinkConnection:
         self._core = core
         self._timings = timings
         self._count = count
-        self._pending: deque[Frame] = deque(pending)
+        self._pending: deque[Frame] = deque()
         self._send_lock = trio.StrictFIFOLock()
         self._receive_size = 16 * core.wire_frame_size
         self._closed = False
+        self._unread: bytes | bytearray | None = b""  # bytes that came with the handshake
         now = trio.current_time()
         self._last_sent = now
         self._last_received = now
@@ -220,16 +219,17 @@ class LinkConnection:
                     await self.send(KEEPALIVE_FRAME)
                     continue
                 keepalive_at = now + timings.keepalive_interval
-            data: bytes | bytearray | None = None
-            with trio.move_on_at(min(idle_deadline, keepalive_at)):
-                try:
-                    data = await self._stream.receive_some(self._receive_size)
-                except _STREAM_ERRORS:
-                    await self._fail("closed" if self._closed else "broken")
+            data, self._unread = self._unread, None
             if data is None:
-                continue
-            if not data:
-                await self._fail("eof")
+                with trio.move_on_at(min(idle_deadline, keepalive_at)):
+                    try:
+                        data = await self._stream.receive_some(self._receive_size)
+                    except _STREAM_ERRORS:
+                        await self._fail("closed" if self._closed else "broken")
+                if data is None:
+                    continue
+                if not data:
+                    await self._fail("eof")
             try:
                 events = self._core.receive_data(data)
             except LinkError:
@@ -246,39 +246,35 @@ class LinkConnection:
         raise LinkClosed(reason)
 
 
-async def _run_handshake(stream: trio.abc.Stream, core: LinkCore) -> list[LinkEvent]:
-    """Drive `core` through its handshake on `stream`; returns the events up to completion.
-    Raises LinkError for a bad handshake or EOF, or a stream error. No deadline: callers set one."""
+_HANDSHAKE_READ_SIZE = 4096
+
+
+async def _run_handshake(stream: trio.abc.Stream, core: LinkCore) -> None:
+    """Drive `core` through its handshake on `stream`. Raises LinkError for a bad handshake or
+    EOF, or a stream error. No deadline: callers set one."""
     first = core.start()
     if first:
         await stream.send_all(first)
-    events: list[LinkEvent] = []
     while not core.established:
-        data = await stream.receive_some(4096)
+        data = await stream.receive_some(_HANDSHAKE_READ_SIZE)
         if not data:
             raise LinkError("peer closed the connection during the handshake")
-        events.extend(core.receive_data(data))
+        core.receive_data(data)
         reply = core.data_to_send()
         if reply:
             await stream.send_all(reply)
-    return events
-
-
-def _frames(events: Iterable[LinkEvent]) -> list[Frame]:
-    return [event.frame for event in events if isinstance(event, FrameReceived)]
 
 
 async def _handshake_under_deadline(
     stream: trio.abc.Stream, core: LinkCore, deadline: float, count: Count
-) -> list[Frame]:
+) -> None:
     """Run the handshake until `deadline`; on any failure (or cancellation) close `stream`;
-    count the outcome; `LinkClosed` unless it succeeded. Returns frames that came with it."""
+    count the outcome; `LinkClosed` unless it succeeded."""
     outcome = "handshake_timeout"
-    events: list[LinkEvent] = []
     try:
         with trio.move_on_at(deadline):
             try:
-                events = await _run_handshake(stream, core)
+                await _run_handshake(stream, core)
                 outcome = "handshake_ok"
             except (LinkError, *_STREAM_ERRORS):
                 outcome = "handshake_failed"
@@ -288,8 +284,10 @@ async def _handshake_under_deadline(
             await trio.aclose_forcefully(stream)
     if outcome != "handshake_ok":
         raise LinkClosed(outcome)
-    assert isinstance(events[0], HandshakeComplete)
-    return _frames(events)
+
+
+def _frames(events: Iterable[LinkEvent]) -> list[Frame]:
+    return [event.frame for event in events if isinstance(event, FrameReceived)]
 
 
 async def initiate_link(
@@ -306,8 +304,8 @@ async def initiate_link(
     fails or does not finish within `handshake_timeout`."""
     core = LinkCore.initiator(local_private, remote_public, frame_body_size)
     deadline = trio.current_time() + handshake_timeout
-    pending = await _handshake_under_deadline(stream, core, deadline, count)
-    return LinkConnection(stream, core, pending=pending, timings=timings, count=count)
+    await _handshake_under_deadline(stream, core, deadline, count)
+    return LinkConnection(stream, core, timings=timings, count=count)
 
 
 async def open_link(
@@ -335,8 +333,8 @@ async def open_link(
     if stream is None:
         count("connect_failed")
         raise LinkClosed("connect_failed")
-    pending = await _handshake_under_deadline(stream, core, deadline, count)
-    return LinkConnection(stream, core, pending=pending, timings=timings, count=count)
+    await _handshake_under_deadline(stream, core, deadline, count)
+    return LinkConnection(stream, core, timings=timings, count=count)
 
 
 Handler = Callable[[LinkConnection], Awaitable[None]]
@@ -426,10 +424,10 @@ class LinkServer:
         core = LinkCore.responder(self._local_private, self._frame_body_size)
         deadline = trio.current_time() + self._handshake_timeout
         try:
-            pending = await _handshake_under_deadline(stream, core, deadline, self._count)
+            await _handshake_under_deadline(stream, core, deadline, self._count)
         except LinkClosed:
             return
-        connection = LinkConnection(stream, core, pending=pending, timings=self._timings, count=self._count)
+        connection = LinkConnection(stream, core, timings=self._timings, count=self._count)
         try:
             if not self._authorize(connection.peer_static_key):
                 self._count("refused_unauthorized")

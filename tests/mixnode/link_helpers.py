@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
+from collections.abc import Callable
 
+import trio
 from noise.connection import Keypair, NoiseConnection
 
 from mixnode.link import (
@@ -15,6 +18,7 @@ from mixnode.link import (
     generate_link_keypair,
     link_prologue,
 )
+from mixnode.link_driver import LINK_OUTCOMES, LinkConnection
 
 BODY_SIZE = 64
 """A small frame body for fast tests; the real one is the Sphinx packet size."""
@@ -67,3 +71,30 @@ def raw_plaintext(kind: int, length: int, body: bytes, padding: bytes, body_size
     plaintext = bytes([kind]) + length.to_bytes(2, "big") + body + padding
     assert len(plaintext) <= FRAME_HEADER_SIZE + body_size
     return plaintext + bytes(FRAME_HEADER_SIZE + body_size - len(plaintext))
+
+
+class Tally:
+    """A `count` callable that records outcomes and checks they are documented names."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def __call__(self, outcome: str) -> None:
+        assert outcome in LINK_OUTCOMES, outcome
+        self.counts[outcome] += 1
+
+    def __getitem__(self, outcome: str) -> int:
+        return self.counts[outcome]
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll `predicate` until it holds; fail the test after `timeout` seconds."""
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.01)
+
+
+async def echo(connection: LinkConnection) -> None:
+    """A link handler that sends every frame back."""
+    async for frame in connection:
+        await connection.send(frame)
