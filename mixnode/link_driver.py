@@ -457,13 +457,14 @@ Resolve = Callable[[bytes], tuple[str, int] | None]
 class _Peer:
     """The outgoing state of one peer: its bounded queue and the task's wake-up event."""
 
-    __slots__ = ("key", "queue", "wakeup", "in_flight")
+    __slots__ = ("key", "queue", "wakeup", "in_flight", "connected")
 
     def __init__(self, key: bytes) -> None:
         self.key = key
         self.queue: deque[Frame] = deque()
         self.wakeup = trio.Event()
         self.in_flight = 0
+        self.connected = False
 
 
 class PeerLinks:
@@ -526,6 +527,11 @@ class PeerLinks:
     def peer_count(self) -> int:
         """Peers with a link or a queue right now."""
         return len(self._peers)
+
+    @property
+    def open_links(self) -> int:
+        """Peers with an established link right now."""
+        return sum(peer.connected for peer in self._peers.values())
 
     @property
     def queued_frames(self) -> int:
@@ -636,28 +642,37 @@ class PeerLinks:
         """Write the peer's queue to `connection` until it breaks (False) or the peer is
         unused for `unused_timeout` (True)."""
         unused = False
-        async with connection, trio.open_nursery() as nursery:
-            nursery.start_soon(self._read_back, peer, connection, nursery.cancel_scope)
-            while True:
-                if not await self._wait_for_frames(peer):
-                    unused = True
-                    break
-                queue = peer.queue
-                batch = [queue.popleft() for _ in range(min(len(queue), self._max_batch))]
-                peer.in_flight = len(batch)
-                sent = False
+        peer.connected = True
+        try:
+            async with connection, trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_back, peer, connection, nursery.cancel_scope)
                 try:
-                    await connection.send_many(batch)
-                    sent = True
+                    while True:
+                        if not await self._wait_for_frames(peer):
+                            unused = True
+                            break
+                        await self._send_batch(peer, connection)
                 except LinkClosed:
-                    break
-                finally:
-                    peer.in_flight = 0
-                    if not sent:
-                        for _ in batch:
-                            self._count("frames_lost")
-            nursery.cancel_scope.cancel()
+                    pass
+                nursery.cancel_scope.cancel()
+        finally:
+            peer.connected = False
         return unused
+
+    async def _send_batch(self, peer: _Peer, connection: LinkConnection) -> None:
+        """Write up to max_batch queued frames in one write; lost frames are counted."""
+        queue = peer.queue
+        batch = [queue.popleft() for _ in range(min(len(queue), self._max_batch))]
+        peer.in_flight = len(batch)
+        sent = False
+        try:
+            await connection.send_many(batch)
+            sent = True
+        finally:
+            peer.in_flight = 0
+            if not sent:
+                for _ in batch:
+                    self._count("frames_lost")
 
     async def _read_back(self, peer: _Peer, connection: LinkConnection, scope: trio.CancelScope) -> None:
         """Read the link (this services keep-alives and idle timeouts); end the pump when it
