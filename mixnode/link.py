@@ -34,9 +34,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from noise.connection import Keypair, NoiseConnection
-from noise.exceptions import NoiseHandshakeError, NoiseInvalidMessage, NoiseValueError
-from noise.state import HandshakeState
+from noise.connection import Keypair, NoiseConnection  # type: ignore[import-untyped]
+from noise.exceptions import (  # type: ignore[import-untyped]
+    NoiseHandshakeError,
+    NoiseInvalidMessage,
+    NoiseValueError,
+)
+from noise.state import HandshakeState  # type: ignore[import-untyped]
 
 NOISE_PROTOCOL_NAME = b"Noise_XK_25519_ChaChaPoly_BLAKE2b"
 PROLOGUE_PREFIX = b"trimix-link-v1"
@@ -53,6 +57,7 @@ HANDSHAKE_MESSAGE_SIZES = (48, 48, 64)
 _MAX_NONCE = 2**64 - 1
 """Noise reserves nonce 2^64 - 1; a link that reaches it must be replaced."""
 
+_Bytes = bytes | bytearray | memoryview
 _HEADER = struct.Struct(">BH")
 _NONCE = struct.Struct("<4xQ")
 _NOISE_ERRORS = (InvalidTag, ValueError, NoiseValueError, NoiseInvalidMessage, NoiseHandshakeError)
@@ -148,7 +153,9 @@ def encode_frame(frame: Frame, frame_body_size: int) -> bytes:
     body = frame.body
     size = len(body)
     if size > frame_body_size:
-        raise ValueError(f"a frame body of {size} bytes exceeds the frame body size {frame_body_size}")
+        raise ValueError(
+            f"a frame body of {size} bytes exceeds the frame body size {frame_body_size}"
+        )
     if frame.kind is FrameKind.KEEPALIVE and size:
         raise ValueError("a keep-alive frame has an empty body")
     return _HEADER.pack(frame.kind, size) + body + bytes(frame_body_size - size)
@@ -204,7 +211,7 @@ class LinkCore:
             raise ValueError(f"a link private key is {KEY_SIZE} bytes")
         if initiator and (remote_static_public is None or len(remote_static_public) != KEY_SIZE):
             raise ValueError(f"the initiator needs the responder's {KEY_SIZE}-byte public key")
-        self.initiator = initiator
+        self.is_initiator = initiator
         self.frame_body_size = frame_body_size
         self.wire_frame_size = wire_frame_size(frame_body_size)
         self._plaintext_size = FRAME_HEADER_SIZE + frame_body_size
@@ -251,7 +258,7 @@ class LinkCore:
         )
 
     def __repr__(self) -> str:
-        role = "initiator" if self.initiator else "responder"
+        role = "initiator" if self.is_initiator else "responder"
         return f"LinkCore({role}, {self._state.value}, frame_body_size={self.frame_body_size})"
 
     @property
@@ -277,7 +284,7 @@ class LinkCore:
         self._noise.start_handshake()
         self._handshake = self._noise.noise_protocol.handshake_state
         self._state = _State.HANDSHAKE
-        if self.initiator:
+        if self.is_initiator:
             return self._write_handshake()
         return b""
 
@@ -287,7 +294,7 @@ class LinkCore:
         self._outgoing.clear()
         return data
 
-    def receive_data(self, data: bytes) -> list[LinkEvent]:
+    def receive_data(self, data: _Bytes) -> list[LinkEvent]:
         """Feed received bytes; returns the events they complete. `LinkError` on bad input.
 
         The call that completes the handshake stops at `HandshakeComplete`: bytes after the
@@ -328,7 +335,7 @@ class LinkCore:
     # -- handshake -------------------------------------------------------------------------
 
     def _is_my_turn(self) -> bool:
-        return (self._step % 2 == 0) == self.initiator
+        return (self._step % 2 == 0) == self.is_initiator
 
     def _write_handshake(self) -> bytes:
         assert self._noise is not None
@@ -340,7 +347,7 @@ class LinkCore:
             self._establish()
         return message
 
-    def _advance_handshake(self, data: bytes, events: list[LinkEvent]) -> int:
+    def _advance_handshake(self, data: _Bytes, events: list[LinkEvent]) -> int:
         offset = 0
         assert self._noise is not None
         while self._state is _State.HANDSHAKE and not self._is_my_turn():
@@ -365,7 +372,7 @@ class LinkCore:
 
     def _establish(self) -> None:
         assert self._noise is not None and self._handshake is not None
-        if not self.initiator:
+        if not self.is_initiator:
             self._remote_static = bytes(self._handshake.rs.public_bytes)
         protocol = self._noise.noise_protocol
         send_state, receive_state = protocol.cipher_state_encrypt, protocol.cipher_state_decrypt
@@ -398,7 +405,7 @@ class LinkCore:
         self._send_nonce = nonce + 1
         return self._send_cipher.encrypt(_NONCE.pack(nonce), plaintext, None)
 
-    def _open_frames(self, data: bytes, offset: int, events: list[LinkEvent]) -> int:
+    def _open_frames(self, data: _Bytes, offset: int, events: list[LinkEvent]) -> int:
         cipher = self._receive_cipher
         assert cipher is not None
         wire = self.wire_frame_size
@@ -411,7 +418,9 @@ class LinkCore:
                 if nonce >= _MAX_NONCE:
                     raise LinkError("the link has used up its nonces")
                 try:
-                    plaintext = cipher.decrypt(_NONCE.pack(nonce), view[offset : offset + wire], None)
+                    plaintext = cipher.decrypt(
+                        _NONCE.pack(nonce), view[offset : offset + wire], None
+                    )
                 except InvalidTag:
                     raise LinkError("frame failed authentication") from None
                 nonce += 1

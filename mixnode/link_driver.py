@@ -28,7 +28,7 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, Self
 
 import trio
 
@@ -133,7 +133,9 @@ class LinkConnection:
         self._last_received = now
 
     def __repr__(self) -> str:
-        return f"LinkConnection(frame_body_size={self._core.frame_body_size}, closed={self._closed})"
+        return (
+            f"LinkConnection(frame_body_size={self._core.frame_body_size}, closed={self._closed})"
+        )
 
     @property
     def peer_static_key(self) -> bytes:
@@ -173,7 +175,7 @@ class LinkConnection:
                     return frame
             await self._fill()
 
-    def __aiter__(self) -> LinkConnection:
+    def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> Frame:
@@ -187,7 +189,7 @@ class LinkConnection:
         self._closed = True
         await trio.aclose_forcefully(self._stream)
 
-    async def __aenter__(self) -> LinkConnection:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -403,7 +405,10 @@ class LinkServer:
     async def handle_stream(self, stream: trio.abc.Stream, source: str) -> None:
         """Serve one accepted stream; `source` (the peer's address) keys the per-address cap
         and is never logged or counted."""
-        if self._active >= self._max_connections or self._per_address.get(source, 0) >= self._max_per_address:
+        if (
+            self._active >= self._max_connections
+            or self._per_address.get(source, 0) >= self._max_per_address
+        ):
             self._count("refused_capacity")
             await trio.aclose_forcefully(stream)
             return
@@ -457,7 +462,7 @@ Resolve = Callable[[bytes], tuple[str, int] | None]
 class _Peer:
     """The outgoing state of one peer: its bounded queue and the task's wake-up event."""
 
-    __slots__ = ("key", "queue", "wakeup", "in_flight", "connected")
+    __slots__ = ("connected", "in_flight", "key", "queue", "wakeup")
 
     def __init__(self, key: bytes) -> None:
         self.key = key
@@ -594,9 +599,14 @@ class PeerLinks:
         try:
             while await self._wait_for_frames(peer):
                 if attempt:
-                    await trio.sleep(backoff_delay(
-                        attempt, initial=self._backoff_initial, maximum=self._backoff_max, rng=self._rng
-                    ))
+                    await trio.sleep(
+                        backoff_delay(
+                            attempt,
+                            initial=self._backoff_initial,
+                            maximum=self._backoff_max,
+                            rng=self._rng,
+                        )
+                    )
                 address = self._resolve(peer.key)
                 if address is None:
                     self._count("peer_unknown")
@@ -674,7 +684,9 @@ class PeerLinks:
                 for _ in batch:
                     self._count("frames_lost")
 
-    async def _read_back(self, peer: _Peer, connection: LinkConnection, scope: trio.CancelScope) -> None:
+    async def _read_back(
+        self, peer: _Peer, connection: LinkConnection, scope: trio.CancelScope
+    ) -> None:
         """Read the link (this services keep-alives and idle timeouts); end the pump when it
         closes."""
         try:

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import trio
-from noise.connection import Keypair, NoiseConnection
+from noise.connection import Keypair, NoiseConnection  # type: ignore[import-untyped]
 
 from mixnode.link import (
     FRAME_HEADER_SIZE,
@@ -66,7 +66,9 @@ def noise_peer(
     return connection
 
 
-def raw_plaintext(kind: int, length: int, body: bytes, padding: bytes, body_size: int = BODY_SIZE) -> bytes:
+def raw_plaintext(
+    kind: int, length: int, body: bytes, padding: bytes, body_size: int = BODY_SIZE
+) -> bytes:
     """A frame plaintext built by hand (possibly malformed), padded to the frame size."""
     plaintext = bytes([kind]) + length.to_bytes(2, "big") + body + padding
     assert len(plaintext) <= FRAME_HEADER_SIZE + body_size

@@ -8,14 +8,22 @@ import trio
 import trio.testing
 
 from mixnode.link import Frame, FrameKind, LinkCore, wire_frame_size
-from mixnode.link_driver import LinkClosed, LinkConnection, LinkServer, LinkTimings, initiate_link
+from mixnode.link_driver import (
+    LinkClosed,
+    LinkConnection,
+    LinkServer,
+    LinkTimings,
+    initiate_link,
+)
 from tests.mixnode.link_helpers import ALICE, BOB, BODY_SIZE, Tally, core_pair, echo
 
 TIMINGS = LinkTimings(idle_timeout=30.0, keepalive_interval=10.0, send_timeout=5.0)
 PACKET = Frame(FrameKind.PACKET, b"packet")
 
 
-def _connected_pair(tally: Tally, timings: LinkTimings = TIMINGS) -> tuple[LinkConnection, LinkConnection]:
+def _connected_pair(
+    tally: Tally, timings: LinkTimings = TIMINGS
+) -> tuple[LinkConnection, LinkConnection]:
     initiator, responder = core_pair()
     left, right = trio.testing.memory_stream_pair()
     return (
@@ -36,9 +44,13 @@ async def test_handshake_then_frames_both_ways(autojump_clock: trio.abc.Clock) -
     client_stream, server_stream = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(server.handle_stream, server_stream, "peer")
-        connection = await initiate_link(client_stream, ALICE.private, BOB.public, BODY_SIZE, count=tally)
+        connection = await initiate_link(
+            client_stream, ALICE.private, BOB.public, BODY_SIZE, count=tally
+        )
         assert connection.peer_static_key == BOB.public
-        sent = [Frame(FrameKind.PACKET, bytes([i]) * i) for i in range(10)] + [Frame(FrameKind.CONTROL, b"c")]
+        sent = [Frame(FrameKind.PACKET, bytes([i]) * i) for i in range(10)] + [
+            Frame(FrameKind.CONTROL, b"c")
+        ]
         await connection.send_many(sent)
         assert [await connection.receive() for _ in sent] == sent
         await connection.aclose()
@@ -67,7 +79,11 @@ async def test_keepalives_hold_an_idle_link_open_and_a_silent_peer_times_out(
     with pytest.raises(LinkClosed) as closed:
         await left.receive()
     assert closed.value.reason == "idle_timeout"
-    assert TIMINGS.idle_timeout - TIMINGS.keepalive_interval <= trio.current_time() - start <= TIMINGS.idle_timeout
+    assert (
+        TIMINGS.idle_timeout - TIMINGS.keepalive_interval
+        <= trio.current_time() - start
+        <= TIMINGS.idle_timeout
+    )
     assert tally.counts == {"idle_timeout": 1}
     assert left.closed
 
@@ -151,11 +167,15 @@ async def test_end_of_stream_and_local_close(autojump_clock: trio.abc.Clock) -> 
     assert tally.counts == {}
 
 
-async def test_the_handshake_has_one_deadline_for_the_whole_exchange(autojump_clock: trio.abc.Clock) -> None:
+async def test_the_handshake_has_one_deadline_for_the_whole_exchange(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """A peer sending message 1 one byte per second never lets a single read wait 5 s, yet
     the server gives up 5 s after the connection began."""
     tally = Tally()
-    server = LinkServer(BOB.private, BODY_SIZE, echo, authorize=lambda key: True, count=tally, handshake_timeout=5.0)
+    server = LinkServer(
+        BOB.private, BODY_SIZE, echo, authorize=lambda key: True, count=tally, handshake_timeout=5.0
+    )
     ours, theirs = trio.testing.memory_stream_pair()
     message1 = LinkCore.initiator(ALICE.private, BOB.public, BODY_SIZE).start()
     start = trio.current_time()
@@ -180,7 +200,9 @@ async def test_initiator_handshake_timeout(autojump_clock: trio.abc.Clock) -> No
     tally = Tally()
     ours, _silent = trio.testing.memory_stream_pair()
     with pytest.raises(LinkClosed) as closed:
-        await initiate_link(ours, ALICE.private, BOB.public, BODY_SIZE, handshake_timeout=3.0, count=tally)
+        await initiate_link(
+            ours, ALICE.private, BOB.public, BODY_SIZE, handshake_timeout=3.0, count=tally
+        )
     assert closed.value.reason == "handshake_timeout"
     assert tally.counts == {"handshake_timeout": 1}
 
@@ -201,11 +223,15 @@ async def test_frames_sent_with_message_3_reach_the_handler(autojump_clock: trio
         await ours.send_all(core.start())
         while not core.established:
             core.receive_data(await ours.receive_some())
-        await ours.send_all(core.data_to_send() + core.send_many([PACKET, Frame(FrameKind.CONTROL, b"2")]))
+        await ours.send_all(
+            core.data_to_send() + core.send_many([PACKET, Frame(FrameKind.CONTROL, b"2")])
+        )
     assert got == [PACKET, Frame(FrameKind.CONTROL, b"2")]
 
 
-async def test_a_failing_handler_is_counted_and_the_server_goes_on(autojump_clock: trio.abc.Clock) -> None:
+async def test_a_failing_handler_is_counted_and_the_server_goes_on(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     tally = Tally()
 
     async def handler(connection: LinkConnection) -> None:
@@ -219,7 +245,9 @@ async def test_a_failing_handler_is_counted_and_the_server_goes_on(autojump_cloc
         for body in (b"crash", b"fine"):
             ours, theirs = trio.testing.memory_stream_pair()
             nursery.start_soon(server.handle_stream, theirs, "peer")
-            connection = await initiate_link(ours, ALICE.private, BOB.public, BODY_SIZE, count=tally)
+            connection = await initiate_link(
+                ours, ALICE.private, BOB.public, BODY_SIZE, count=tally
+            )
             await connection.send(Frame(FrameKind.PACKET, body))
             if body == b"crash":
                 with pytest.raises(LinkClosed):

@@ -11,8 +11,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mixnode.link import Frame, FrameKind
-from mixnode.link_driver import LinkConnection, LinkServer, LinkTimings, PeerLinks, backoff_delay
-from tests.mixnode.link_helpers import ALICE, BOB, BODY_SIZE, MALLORY, Tally, keypair, wait_until
+from mixnode.link_driver import (
+    LinkConnection,
+    LinkServer,
+    LinkTimings,
+    PeerLinks,
+    backoff_delay,
+)
+from tests.mixnode.link_helpers import (
+    ALICE,
+    BOB,
+    BODY_SIZE,
+    MALLORY,
+    Tally,
+    keypair,
+    wait_until,
+)
 
 HOST = "127.0.0.1"
 TIMINGS = LinkTimings(idle_timeout=20.0, keepalive_interval=5.0, send_timeout=10.0)
@@ -30,7 +44,12 @@ class Sink:
         self.bodies: list[int] = []
         self.reply = reply
         self.server = LinkServer(
-            BOB.private, BODY_SIZE, self.handle, authorize=lambda key: key == ALICE.public, count=tally, timings=TIMINGS
+            BOB.private,
+            BODY_SIZE,
+            self.handle,
+            authorize=lambda key: key == ALICE.public,
+            count=tally,
+            timings=TIMINGS,
         )
 
     async def handle(self, connection: LinkConnection) -> None:
@@ -83,16 +102,22 @@ async def test_unknown_peer_full_queue_and_full_table_are_refused_and_counted() 
             await listener.bind((HOST, 0))
             dead = listener.getsockname()
             listener.close()
-            links = _links({BOB.public: dead, MALLORY.public: dead}, tally, queue_size=3, max_peers=1)
+            links = _links(
+                {BOB.public: dead, MALLORY.public: dead}, tally, queue_size=3, max_peers=1
+            )
             await nursery.start(links.run)
             assert not links.try_send(keypair(9).public, _packet(0))
             assert tally.counts == {"peer_unknown": 1}
-            assert [links.try_send(BOB.public, _packet(i)) for i in range(5)] == [True] * 3 + [False] * 2
+            assert [links.try_send(BOB.public, _packet(i)) for i in range(5)] == [True] * 3 + [
+                False
+            ] * 2
             assert tally["send_queue_full"] == 2
             assert not links.try_send(MALLORY.public, _packet(0))
             assert tally["peer_table_full"] == 1
             assert links.queued_frames == 3
-            await wait_until(lambda: tally["connect_failed"] >= 2)  # it keeps retrying, with backoff
+            await wait_until(
+                lambda: tally["connect_failed"] >= 2
+            )  # it keeps retrying, with backoff
             await links.aclose()
             assert not links.try_send(BOB.public, _packet(9))
             nursery.cancel_scope.cancel()
@@ -109,7 +134,9 @@ async def test_reconnects_after_the_server_restarts() -> None:
         async with trio.open_nursery() as nursery:
             server_scope = trio.CancelScope()
 
-            async def serve_until_cancelled(port: int, *, task_status: trio.TaskStatus[int]) -> None:
+            async def serve_until_cancelled(
+                port: int, *, task_status: trio.TaskStatus[int]
+            ) -> None:
                 with server_scope:
                     await sink.server.serve(HOST, port, task_status=task_status)
 
@@ -185,7 +212,11 @@ async def test_frames_sent_back_on_an_outgoing_link_reach_on_frame() -> None:
     with trio.fail_after(TEST_DEADLINE):
         async with trio.open_nursery() as nursery:
             port = await nursery.start(sink.server.serve, HOST, 0)
-            links = _links({BOB.public: (HOST, port)}, tally, on_frame=lambda key, frame: heard.append((key, frame)))
+            links = _links(
+                {BOB.public: (HOST, port)},
+                tally,
+                on_frame=lambda key, frame: heard.append((key, frame)),
+            )
             await nursery.start(links.run)
             links.try_send(BOB.public, _packet(7))
             await wait_until(lambda: len(heard) == 1)
@@ -200,7 +231,9 @@ async def test_frames_sent_back_on_an_outgoing_link_reach_on_frame() -> None:
     maximum=st.floats(min_value=5.0, max_value=600.0),
     seed=st.integers(min_value=0, max_value=2**32),
 )
-def test_backoff_is_jittered_exponential_and_capped(attempt: int, initial: float, maximum: float, seed: int) -> None:
+def test_backoff_is_jittered_exponential_and_capped(
+    attempt: int, initial: float, maximum: float, seed: int
+) -> None:
     delay = backoff_delay(attempt, initial=initial, maximum=maximum, rng=random.Random(seed))
     base = min(maximum, initial * 2 ** min(attempt - 1, 62))
     assert base / 2 <= delay <= base

@@ -10,7 +10,13 @@ import pytest
 import trio
 
 from mixnode.link import Frame, FrameKind, LinkCore, encode_frame
-from mixnode.link_driver import LinkClosed, LinkConnection, LinkServer, LinkTimings, open_link
+from mixnode.link_driver import (
+    LinkClosed,
+    LinkConnection,
+    LinkServer,
+    LinkTimings,
+    open_link,
+)
 from tests.mixnode.link_helpers import (
     ALICE,
     BOB,
@@ -46,9 +52,18 @@ def _server(
     )
 
 
-async def _open(port: int, tally: Tally | None = None, remote: bytes = BOB.public) -> LinkConnection:
+async def _open(
+    port: int, tally: Tally | None = None, remote: bytes = BOB.public
+) -> LinkConnection:
     return await open_link(
-        HOST, port, ALICE.private, remote, BODY_SIZE, handshake_timeout=5.0, timings=TIMINGS, count=tally or Tally()
+        HOST,
+        port,
+        ALICE.private,
+        remote,
+        BODY_SIZE,
+        handshake_timeout=5.0,
+        timings=TIMINGS,
+        count=tally or Tally(),
     )
 
 
@@ -114,7 +129,9 @@ async def test_misbehaving_peers_are_dropped_and_counted_while_a_good_peer_goes_
             stalled = await trio.open_tcp_stream(HOST, port)  # connects, never speaks
 
             half_open = await trio.open_tcp_stream(HOST, port)  # stops after message 1
-            await half_open.send_all(LinkCore.initiator(ALICE.private, BOB.public, BODY_SIZE).start())
+            await half_open.send_all(
+                LinkCore.initiator(ALICE.private, BOB.public, BODY_SIZE).start()
+            )
 
             # A peer that completes the handshake, then sends a frame of an unknown kind.
             wrong_frame = await trio.open_tcp_stream(HOST, port)
@@ -148,7 +165,9 @@ async def test_unauthorized_peer_is_refused_after_the_handshake() -> None:
     tally = Tally()
     with trio.fail_after(TEST_DEADLINE):
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(_server(tally, authorize=lambda key: key == MALLORY.public).serve, HOST, 0)
+            port = await nursery.start(
+                _server(tally, authorize=lambda key: key == MALLORY.public).serve, HOST, 0
+            )
             connection = await _open(port)
             with pytest.raises(LinkClosed) as closed:
                 await connection.receive()
@@ -161,7 +180,12 @@ async def test_connection_caps_per_address_and_in_total() -> None:
     tally = Tally()
     with trio.fail_after(TEST_DEADLINE):
         async with trio.open_nursery() as nursery:
-            server = _server(tally, handshake_timeout=TEST_DEADLINE, max_connections=3, max_connections_per_address=2)
+            server = _server(
+                tally,
+                handshake_timeout=TEST_DEADLINE,
+                max_connections=3,
+                max_connections_per_address=2,
+            )
             port = await nursery.start(server.serve, HOST, 0)
             # Two stalled handshakes from 127.0.0.1 fill that address's share.
             stalled = [await trio.open_tcp_stream(HOST, port) for _ in range(2)]
