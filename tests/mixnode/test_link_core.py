@@ -143,6 +143,14 @@ def test_wrong_responder_key_fails_at_the_responder() -> None:
     assert responder.failed
 
 
+@pytest.mark.parametrize("point", [bytes(32), (1).to_bytes(32, "little")])
+def test_low_order_ephemeral_key_fails_the_handshake(point: bytes) -> None:
+    responder = LinkCore.responder(BOB.private, BODY_SIZE)
+    responder.start()
+    with pytest.raises(LinkError, match="handshake failed"):
+        responder.receive_data(point + bytes(16))
+
+
 def test_other_frame_body_size_fails_the_handshake() -> None:
     initiator = LinkCore.initiator(ALICE.private, BOB.public, BODY_SIZE + 1)
     responder = LinkCore.responder(BOB.private, BODY_SIZE)
