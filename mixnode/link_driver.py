@@ -323,20 +323,26 @@ async def open_link(
 ) -> LinkConnection:
     """Connect over TCP and run the initiator handshake; `handshake_timeout` bounds the whole
     exchange, connecting included. `LinkClosed` (counted) on any failure."""
-    core = LinkCore.initiator(local_private, remote_public, frame_body_size)
+    LinkCore.initiator(local_private, remote_public, frame_body_size)  # check before dialling
     deadline = trio.current_time() + handshake_timeout
     stream: trio.SocketStream | None = None
     with trio.move_on_at(deadline):
         try:
             stream = await trio.open_tcp_stream(host, port)
         except OSError:
-            count("connect_failed")
-            raise LinkClosed("connect_failed") from None
+            pass
     if stream is None:
         count("connect_failed")
         raise LinkClosed("connect_failed")
-    await _handshake_under_deadline(stream, core, deadline, count)
-    return LinkConnection(stream, core, timings=timings, count=count)
+    return await initiate_link(
+        stream,
+        local_private,
+        remote_public,
+        frame_body_size,
+        handshake_timeout=deadline - trio.current_time(),
+        timings=timings,
+        count=count,
+    )
 
 
 Handler = Callable[[LinkConnection], Awaitable[None]]

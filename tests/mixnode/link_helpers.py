@@ -18,10 +18,15 @@ from mixnode.link import (
     generate_link_keypair,
     link_prologue,
 )
-from mixnode.link_driver import LINK_OUTCOMES, LinkConnection
+from mixnode.link_driver import LINK_OUTCOMES, LinkConnection, LinkTimings
 
 BODY_SIZE = 64
 """A small frame body for fast tests; the real one is the Sphinx packet size."""
+HOST = "127.0.0.1"
+LOOPBACK_TIMINGS = LinkTimings(idle_timeout=20.0, keepalive_interval=5.0, send_timeout=10.0)
+"""Link timers for tests on real sockets, long enough for a loaded machine."""
+TEST_DEADLINE = 30.0
+"""The most a test on real sockets may take."""
 
 
 def keypair(seed: int) -> LinkKeypair:
@@ -100,3 +105,13 @@ async def echo(connection: LinkConnection) -> None:
     """A link handler that sends every frame back."""
     async for frame in connection:
         await connection.send(frame)
+
+
+async def drip(stream: trio.abc.SendStream, data: bytes) -> None:
+    """Send `data` one byte per second until done or the other side closes."""
+    for byte in data:
+        await trio.sleep(1)
+        try:
+            await stream.send_all(bytes([byte]))
+        except trio.BrokenResourceError:
+            return

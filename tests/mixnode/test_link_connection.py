@@ -15,7 +15,7 @@ from mixnode.link_driver import (
     LinkTimings,
     initiate_link,
 )
-from tests.mixnode.link_helpers import ALICE, BOB, BODY_SIZE, Tally, core_pair, echo
+from tests.mixnode.link_helpers import ALICE, BOB, BODY_SIZE, Tally, core_pair, drip, echo
 
 TIMINGS = LinkTimings(idle_timeout=30.0, keepalive_interval=10.0, send_timeout=5.0)
 PACKET = Frame(FrameKind.PACKET, b"packet")
@@ -94,17 +94,8 @@ async def test_a_peer_dripping_bytes_still_times_out(autojump_clock: trio.abc.Cl
     ours, theirs = trio.testing.memory_stream_pair()
     connection = LinkConnection(ours, responder, timings=TIMINGS, count=tally)
     wire = initiator.send(PACKET)
-
-    async def drip() -> None:
-        for byte in wire:
-            await trio.sleep(1)
-            try:
-                await theirs.send_all(bytes([byte]))
-            except trio.BrokenResourceError:
-                return
-
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(drip)
+        nursery.start_soon(drip, theirs, wire)
         with pytest.raises(LinkClosed) as closed:
             await connection.receive()
     assert closed.value.reason == "idle_timeout"
@@ -181,16 +172,7 @@ async def test_the_handshake_has_one_deadline_for_the_whole_exchange(
     start = trio.current_time()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(server.handle_stream, theirs, "peer")
-
-        async def drip() -> None:
-            for byte in message1:
-                await trio.sleep(1)
-                try:
-                    await ours.send_all(bytes([byte]))
-                except trio.BrokenResourceError:
-                    return
-
-        nursery.start_soon(drip)
+        nursery.start_soon(drip, ours, message1)
         assert await ours.receive_some() == b""
         assert trio.current_time() - start == pytest.approx(5.0)
     assert tally.counts == {"handshake_timeout": 1}

@@ -4,6 +4,8 @@ connections, bounded queues, reconnect after a server restart, idle peers closed
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -14,7 +16,6 @@ from mixnode.link import Frame, FrameKind
 from mixnode.link_driver import (
     LinkConnection,
     LinkServer,
-    LinkTimings,
     PeerLinks,
     backoff_delay,
 )
@@ -22,15 +23,16 @@ from tests.mixnode.link_helpers import (
     ALICE,
     BOB,
     BODY_SIZE,
+    HOST,
+    LOOPBACK_TIMINGS,
     MALLORY,
+    TEST_DEADLINE,
     Tally,
     keypair,
     wait_until,
 )
 
-HOST = "127.0.0.1"
-TIMINGS = LinkTimings(idle_timeout=20.0, keepalive_interval=5.0, send_timeout=10.0)
-TEST_DEADLINE = 30.0
+TIMINGS = LOOPBACK_TIMINGS
 
 
 def _packet(index: int) -> Frame:
@@ -72,23 +74,30 @@ def _links(addresses: dict[bytes, tuple[str, int]], tally: Tally, **options: obj
     return PeerLinks(ALICE.private, BODY_SIZE, addresses.get, **settings)  # type: ignore[arg-type]
 
 
-async def test_frames_flow_in_order_over_one_lazy_connection() -> None:
-    tally, sink_tally = Tally(), Tally()
-    sink = Sink(sink_tally)
+@asynccontextmanager
+async def _links_to(sink: Sink, tally: Tally, **options: object) -> AsyncIterator[PeerLinks]:
+    """A running sink and running PeerLinks that know its address as BOB's; all stopped after."""
     with trio.fail_after(TEST_DEADLINE):
         async with trio.open_nursery() as nursery:
             port = await nursery.start(sink.server.serve, HOST, 0)
-            links = _links({BOB.public: (HOST, port)}, tally, max_batch=16)
+            links = _links({BOB.public: (HOST, port)}, tally, **options)
             await nursery.start(links.run)
-            await trio.sleep(0.05)
-            assert sink.server.active_connections == 0 and links.peer_count == 0  # nothing sent yet
-            for index in range(300):
-                assert links.try_send(BOB.public, _packet(index))
-            await wait_until(lambda: len(sink.bodies) == 300)
-            assert sink.bodies == list(range(300))
-            assert links.open_links == 1 and sink.server.active_connections == 1
+            yield links
             await links.aclose()
             nursery.cancel_scope.cancel()
+
+
+async def test_frames_flow_in_order_over_one_lazy_connection() -> None:
+    tally, sink_tally = Tally(), Tally()
+    sink = Sink(sink_tally)
+    async with _links_to(sink, tally, max_batch=16) as links:
+        await trio.sleep(0.05)
+        assert sink.server.active_connections == 0 and links.peer_count == 0  # nothing sent yet
+        for index in range(300):
+            assert links.try_send(BOB.public, _packet(index))
+        await wait_until(lambda: len(sink.bodies) == 300)
+        assert sink.bodies == list(range(300))
+        assert links.open_links == 1 and sink.server.active_connections == 1
     assert sink_tally.counts == {"handshake_ok": 1}
     assert tally.counts == {"handshake_ok": 1}
 
@@ -165,42 +174,24 @@ async def test_reconnects_after_the_server_restarts() -> None:
 async def test_an_unused_peer_is_closed_and_forgotten() -> None:
     tally, sink_tally = Tally(), Tally()
     sink = Sink(sink_tally)
-    with trio.fail_after(TEST_DEADLINE):
-        async with trio.open_nursery() as nursery:
-            port = await nursery.start(sink.server.serve, HOST, 0)
-            links = _links({BOB.public: (HOST, port)}, tally, unused_timeout=0.3)
-            await nursery.start(links.run)
-            links.try_send(BOB.public, _packet(1))
-            await wait_until(lambda: sink.bodies == [1])
-            await wait_until(lambda: links.peer_count == 0 and sink.server.active_connections == 0)
-            links.try_send(BOB.public, _packet(2))  # a new frame makes a new link
-            await wait_until(lambda: sink.bodies == [1, 2])
-            await links.aclose()
-            nursery.cancel_scope.cancel()
+    async with _links_to(sink, tally, unused_timeout=0.3) as links:
+        links.try_send(BOB.public, _packet(1))
+        await wait_until(lambda: sink.bodies == [1])
+        await wait_until(lambda: links.peer_count == 0 and sink.server.active_connections == 0)
+        links.try_send(BOB.public, _packet(2))  # a new frame makes a new link
+        await wait_until(lambda: sink.bodies == [1, 2])
     assert tally.counts == {"handshake_ok": 2}
 
 
 async def test_shutdown_flushes_queued_frames_within_the_grace_period() -> None:
     tally, sink_tally = Tally(), Tally()
     sink = Sink(sink_tally)
-    with trio.fail_after(TEST_DEADLINE):
-        async with trio.open_nursery() as nursery:
-            port = await nursery.start(sink.server.serve, HOST, 0)
-            links = _links({BOB.public: (HOST, port)}, tally)
-            done = trio.Event()
-
-            async def run_links(*, task_status: trio.TaskStatus[None]) -> None:
-                await links.run(task_status=task_status)
-                done.set()
-
-            await nursery.start(run_links)
-            for index in range(500):
-                assert links.try_send(BOB.public, _packet(index))
-            await links.aclose(grace=TEST_DEADLINE)
-            await done.wait()
-            assert links.peer_count == 0
-            await wait_until(lambda: len(sink.bodies) == 500)
-            nursery.cancel_scope.cancel()
+    async with _links_to(sink, tally) as links:
+        for index in range(500):
+            assert links.try_send(BOB.public, _packet(index))
+        await links.aclose(grace=TEST_DEADLINE)
+        await wait_until(lambda: links.peer_count == 0)
+        await wait_until(lambda: len(sink.bodies) == 500)
     assert sink.bodies == list(range(500))
     assert tally["frames_lost"] == 0
 
@@ -209,20 +200,12 @@ async def test_frames_sent_back_on_an_outgoing_link_reach_on_frame() -> None:
     tally, sink_tally = Tally(), Tally()
     sink = Sink(sink_tally, reply=True)
     heard: list[tuple[bytes, Frame]] = []
-    with trio.fail_after(TEST_DEADLINE):
-        async with trio.open_nursery() as nursery:
-            port = await nursery.start(sink.server.serve, HOST, 0)
-            links = _links(
-                {BOB.public: (HOST, port)},
-                tally,
-                on_frame=lambda key, frame: heard.append((key, frame)),
-            )
-            await nursery.start(links.run)
-            links.try_send(BOB.public, _packet(7))
-            await wait_until(lambda: len(heard) == 1)
-            assert heard == [(BOB.public, Frame(FrameKind.CONTROL, b"ack" + _packet(7).body))]
-            await links.aclose()
-            nursery.cancel_scope.cancel()
+    async with _links_to(
+        sink, tally, on_frame=lambda key, frame: heard.append((key, frame))
+    ) as links:
+        links.try_send(BOB.public, _packet(7))
+        await wait_until(lambda: len(heard) == 1)
+        assert heard == [(BOB.public, Frame(FrameKind.CONTROL, b"ack" + _packet(7).body))]
 
 
 @given(

@@ -14,14 +14,16 @@ from mixnode.link_driver import (
     LinkClosed,
     LinkConnection,
     LinkServer,
-    LinkTimings,
     open_link,
 )
 from tests.mixnode.link_helpers import (
     ALICE,
     BOB,
     BODY_SIZE,
+    HOST,
+    LOOPBACK_TIMINGS,
     MALLORY,
+    TEST_DEADLINE,
     Tally,
     echo,
     noise_peer,
@@ -29,9 +31,7 @@ from tests.mixnode.link_helpers import (
     wait_until,
 )
 
-HOST = "127.0.0.1"
-TIMINGS = LinkTimings(idle_timeout=20.0, keepalive_interval=5.0, send_timeout=10.0)
-TEST_DEADLINE = 30.0
+TIMINGS = LOOPBACK_TIMINGS
 
 
 def _server(
