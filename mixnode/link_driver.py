@@ -60,7 +60,7 @@ LINK_OUTCOMES: tuple[str, ...] = (
     "shutting_down",  # PeerLinks.try_send after aclose() began
     "frames_lost",  # one count per queued frame that was never written (link broke, shutdown)
     "frame_unexpected",  # a non-keep-alive frame on an outgoing PeerLinks link, no on_frame
-    "handler_error",  # the connection handler (or authorize) raised: a bug, logged
+    "handler_error",  # the handler, authorize or on_frame raised: a bug, logged
 )
 """Every name `count` is called with, for metrics that pre-create their labels."""
 
@@ -348,6 +348,14 @@ async def open_link(
 Handler = Callable[[LinkConnection], Awaitable[None]]
 
 
+def _log_handler_error(exc: Exception, count: Count) -> None:
+    """Count and log a bug in a callback: the type at ERROR, the traceback only at DEBUG
+    (its text could hold payload bytes)."""
+    count("handler_error")
+    log.error("link callback raised %s", type(exc).__name__)
+    log.debug("link callback traceback", exc_info=exc)
+
+
 class LinkServer:
     """Accepts links: caps, responder handshake under one deadline, `authorize`, `handler`.
 
@@ -446,10 +454,8 @@ class LinkServer:
             await self._handler(connection)
         except LinkClosed:
             pass
-        except Exception as exc:  # a bug in the handler must not stop the server
-            self._count("handler_error")
-            log.error("link handler raised %s", type(exc).__name__)
-            log.debug("link handler traceback", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 (a bug in the handler must not stop the server)
+            _log_handler_error(exc, self._count)
         finally:
             await connection.aclose()
 
@@ -697,9 +703,12 @@ class PeerLinks:
         closes."""
         try:
             async for frame in connection:
-                if self._on_frame is not None:
-                    self._on_frame(peer.key, frame)
-                else:
+                if self._on_frame is None:
                     self._count("frame_unexpected")
+                    continue
+                try:
+                    self._on_frame(peer.key, frame)
+                except Exception as exc:  # noqa: BLE001 (a bug in on_frame must not stop the links)
+                    _log_handler_error(exc, self._count)
         finally:
             scope.cancel()

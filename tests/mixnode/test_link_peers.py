@@ -196,16 +196,22 @@ async def test_shutdown_flushes_queued_frames_within_the_grace_period() -> None:
     assert tally["frames_lost"] == 0
 
 
-async def test_frames_sent_back_on_an_outgoing_link_reach_on_frame() -> None:
+async def test_frames_sent_back_reach_on_frame_even_after_it_fails() -> None:
     tally, sink_tally = Tally(), Tally()
     sink = Sink(sink_tally, reply=True)
     heard: list[tuple[bytes, Frame]] = []
-    async with _links_to(
-        sink, tally, on_frame=lambda key, frame: heard.append((key, frame))
-    ) as links:
+
+    def on_frame(key: bytes, frame: Frame) -> None:
+        if frame.body.endswith(_packet(13).body):
+            raise KeyError("a bug in the node")
+        heard.append((key, frame))
+
+    async with _links_to(sink, tally, on_frame=on_frame) as links:
+        links.try_send(BOB.public, _packet(13))
         links.try_send(BOB.public, _packet(7))
         await wait_until(lambda: len(heard) == 1)
         assert heard == [(BOB.public, Frame(FrameKind.CONTROL, b"ack" + _packet(7).body))]
+        assert tally["handler_error"] == 1 and links.open_links == 1
 
 
 @given(
