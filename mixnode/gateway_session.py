@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 
 class ClientLink(Protocol):
-    peer_static_key: bytes
+    @property
+    def peer_static_key(self) -> bytes: ...
 
     async def receive(self) -> Frame: ...
 

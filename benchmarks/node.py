@@ -1,0 +1,400 @@
+"""Mix node speed: one JSON line.
+
+One real mix node process (`trimix node run`) forwards pre-built Sphinx packets between real
+Noise links on loopback: a load generator process sends to it as fast as it takes them, and a
+sink process receives what it forwards. The node's consensus is a real one, signed by three
+authority keys made here and placed in its consensus cache (no authority needs to run).
+Each packet is a 2-hop packet (the mix, then the sink) with a per-hop delay drawn from
+Exp(mean 50 ms), unique (the replay filter would refuse a copy).
+
+packets_per_second            forwarded per second by the node with `workers = 1`, over the window
+packets_per_second_2_workers  the same with `workers = 2`
+lateness_p99_ms               p99 of how late packets left after their deadline (workers = 1),
+                              the upper bound of the histogram bucket holding the p99
+rss_growth_mib                the node's resident memory at the end of the window minus at its
+                              start (workers = 1; main process)
+replayed_refused_per_second   copies of already-seen packets refused per second
+window_seconds                the length of the measured window
+
+Usage: python benchmarks/node.py [--duration 60] [--warmup 5]
+The packets are built first, on both cores, before anything is timed (it takes a while).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mmap
+import multiprocessing
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import httpx  # noqa: E402
+import trio  # noqa: E402
+
+from directory import (  # noqa: E402
+    Address,
+    AuthoritySignature,
+    EpochClock,
+    Parameters,
+    Role,
+    SignedConsensus,
+    SigningKey,
+    compute_consensus,
+    sign_descriptor,
+    sign_vote,
+)
+from directory.keyfile import write_key_file  # noqa: E402
+from mixnode.key_ring import LinkKey, SphinxKeyRing, write_secret_file  # noqa: E402
+from mixnode.link import Frame, FrameKind  # noqa: E402
+from mixnode.link_driver import LinkServer, open_link  # noqa: E402
+from mixnode.loop_cover import draw_delay_ms  # noqa: E402
+from sphinx_packets import Geometry, NodeDelay, PathHop, Recipient, create_packet  # noqa: E402
+
+GEOMETRY = Geometry.default()
+EPOCH_SECONDS = 3600
+MEAN_DELAY_MS = 50
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Network:
+    """Keys, a signed consensus and the mix's data directory, all under `root`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        now_ms = int(time.time() * 1000)
+        self.clock = EpochClock(origin_ms=now_ms - 5 * EPOCH_SECONDS * 1000 - 60_000,
+                                length_ms=EPOCH_SECONDS * 1000)
+        self.epoch = self.clock.epoch_at(time.time())
+        self.authorities = [SigningKey.generate() for _ in range(3)]
+        self.mix_identity = SigningKey.generate()
+        self.mix_link = LinkKey.generate()
+        self.source_identity, self.sink_identity = SigningKey.generate(), SigningKey.generate()
+        self.source_link, self.sink_link = LinkKey.generate(), LinkKey.generate()
+        self.mix_port, self.sink_port = _free_port(), _free_port()
+        self.mix_data = root / "mix"
+        self.mix_data.mkdir(mode=0o700)
+        write_key_file(self.mix_data / "identity.key", self.mix_identity)
+        write_secret_file(self.mix_data / "link.key", self.mix_link.private_key)
+        self.ring = SphinxKeyRing(self.mix_data / "sphinx-keys")
+        self.ring.ensure(self.epoch, 4)
+        descriptors = [
+            self._descriptor(self.mix_identity, self.mix_link, Role.MIX, self.mix_port,
+                             self.ring.public_keys(self.epoch)),
+            self._descriptor(self.source_identity, self.source_link, Role.GATEWAY, 9,
+                             tuple(os.urandom(32) for _ in range(3))),
+            self._descriptor(self.sink_identity, self.sink_link, Role.GATEWAY, self.sink_port,
+                             tuple(os.urandom(32) for _ in range(3))),
+        ]
+        parameters = Parameters.default()
+        votes = [
+            sign_vote(key, epoch=self.epoch, parameters=parameters,
+                      geometry_hash=GEOMETRY.hash(), descriptors=descriptors)
+            for key in self.authorities
+        ]
+        self.consensus = compute_consensus(
+            votes, epoch=self.epoch, authorities=[k.public_key for k in self.authorities],
+            clock=self.clock,
+        )
+        body = self.consensus.to_bytes()
+        document = SignedConsensus(
+            body, tuple(AuthoritySignature(k.public_key, k.sign(body)) for k in self.authorities)
+        ).to_bytes()
+        cache = self.mix_data / "consensus"
+        cache.mkdir()
+        (cache / f"consensus-{self.epoch}.bin").write_bytes(document)
+
+    def _descriptor(self, identity: SigningKey, link: LinkKey, role: Role, port: int,
+                    sphinx_keys: tuple[bytes, ...]) -> bytes:
+        return sign_descriptor(
+            identity, epoch=self.epoch, name=f"bench-{role.name.lower()}-{port}", role=role,
+            link_key=link.public_key, sphinx_keys=sphinx_keys,
+            addresses=(Address("127.0.0.1", port),), version="0.1.0",
+        )
+
+    def mix_config(self, workers: int, metrics_port: int) -> Path:
+        dead = _free_port()  # authorities that do not run: uploads fail fast, as counted
+        authorities = "".join(
+            f'\n[[authorities]]\npublic_key = "{k.public_key.hex()}"\n'
+            f'url = "http://127.0.0.1:{dead}"\n'
+            for k in self.authorities
+        )
+        path = self.root / f"mix-{workers}.toml"
+        path.write_text(
+            f'[node]\nname = "bench-mix"\nrole = "mix"\ndata_dir = "{self.mix_data}"\n'
+            f'listen = "127.0.0.1:{self.mix_port}"\npublic_address = "127.0.0.1:{self.mix_port}"\n'
+            f"workers = {workers}\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n"
+            f"[epoch]\norigin = {self.clock.origin_ms / 1000}\nlength_seconds = {EPOCH_SECONDS}\n\n"
+            "[limits]\nexpected_packets_per_second = 20000\nshutdown_grace = 1.0\n"
+            + authorities
+        )
+        return path
+
+    def fresh_replay_state(self) -> None:
+        shutil.rmtree(self.mix_data / "replay", ignore_errors=True)
+
+
+# --- building packets (both cores, before anything is timed) ----------------------------
+
+def _build_chunk(arguments: tuple[bytes, bytes, bytes, bytes, int, int, Path]) -> int:
+    mix_id, mix_key, sink_id, sink_key, count, seed, path = arguments
+    rng = random.Random(seed)
+    recipient = bytes(32)
+    payload = bytes(GEOMETRY.user_payload_size)
+    with path.open("wb") as out:
+        for _ in range(count):
+            delay = draw_delay_ms(rng, MEAN_DELAY_MS, 20 * MEAN_DELAY_MS)
+            hops = [PathHop(mix_id, mix_key, (NodeDelay(delay),)),
+                    PathHop(sink_id, sink_key, (Recipient(recipient),))]
+            out.write(create_packet(GEOMETRY, hops, payload))
+    return count
+
+
+def build_packets(network: Network, count: int, path: Path) -> None:
+    consensus = network.consensus
+    mix = consensus.descriptor(_id(network.mix_identity))
+    sink = consensus.descriptor(_id(network.sink_identity))
+    chunks = 8
+    per = -(-count // chunks)
+    parts = [network.root / f"packets-{i}.bin" for i in range(chunks)]
+    jobs = [(mix.node_id, mix.sphinx_key(network.epoch), sink.node_id,
+             sink.sphinx_key(network.epoch), per, i, parts[i]) for i in range(chunks)]
+    with multiprocessing.get_context("spawn").Pool(os.cpu_count() or 2) as pool:
+        pool.map(_build_chunk, jobs)
+    with path.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as piece:
+                shutil.copyfileobj(piece, out)
+            part.unlink()
+
+
+def _id(key: SigningKey) -> bytes:
+    from directory.signatures import node_id
+
+    return node_id(key.public_key)
+
+
+# --- the generator and the sink (their own processes) ---------------------------------
+
+async def _generate(args: argparse.Namespace) -> None:
+    size = GEOMETRY.packet_size
+    with open(args.packets, "rb") as file:
+        packets = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    total = len(packets) // size
+    first, last = args.first, min(total, args.last) if args.last else total
+    link = await open_link("127.0.0.1", args.port, bytes.fromhex(args.key),
+                           bytes.fromhex(args.peer), size, handshake_timeout=10)
+    sent = 0
+    deadline = trio.current_time() + args.seconds
+    index = first
+    while trio.current_time() < deadline:
+        batch = [Frame(FrameKind.PACKET, packets[i * size:(i + 1) * size])
+                 for i in range(index, min(index + 64, last))]
+        if not batch:
+            if not args.cycle:
+                break
+            index = first
+            continue
+        await link.send_many(batch)
+        index += len(batch)
+        sent += len(batch)
+    await link.aclose()
+    print(json.dumps({"sent": sent}), flush=True)
+
+
+async def _sink(args: argparse.Namespace) -> None:
+    received = 0
+
+    async def handler(connection) -> None:  # type: ignore[no-untyped-def]
+        nonlocal received
+        async for _frame in connection:
+            received += 1
+
+    allowed = bytes.fromhex(args.peer)
+    server = LinkServer(bytes.fromhex(args.key), GEOMETRY.packet_size, handler,
+                        authorize=lambda key: key == allowed)
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve, "127.0.0.1", args.port)
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+    print(json.dumps({"received": received}), flush=True)
+
+
+# --- measuring --------------------------------------------------------------------------
+
+_SAMPLE = re.compile(r'^(\w+)(?:\{([^}]*)\})? ([0-9.e+-]+|NaN|\+Inf)$')
+
+
+def scrape(port: int) -> dict[tuple[str, str], float]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    values = {}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match:
+            values[(match[1], match[2] or "")] = float(match[3])
+    return values
+
+
+def lateness_p99_ms(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]) -> float:
+    name = "trimix_scheduler_lateness_seconds_bucket"
+    buckets = sorted(
+        (float("inf") if le == "+Inf" else float(le), after[(n, labels)] - before.get((n, labels), 0))
+        for (n, labels) in after if n == name
+        for le in [labels.split('"')[1]]
+    )
+    total = buckets[-1][1] if buckets else 0
+    for bound, count in buckets:
+        if total and count >= 0.99 * total:
+            return bound * 1000
+    return float("nan")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _wait_for_metrics(port: int, process: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        if process.poll() is not None:
+            raise SystemExit(f"the mix node exited with {process.returncode}")
+        try:
+            if scrape(port).get(("trimix_consensus_epoch", ""), 0) > 0:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the mix node did not come up")
+
+
+def _helper(role: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, __file__, role, *extra], stdout=subprocess.PIPE,
+                            text=True)
+
+
+def run_mix(network: Network, packets: Path, workers: int, args: argparse.Namespace) -> dict[str, float]:
+    network.fresh_replay_state()
+    metrics_port = _free_port()
+    config = network.mix_config(workers, metrics_port)
+    log = (network.root / f"mix-{workers}.log").open("wb")
+    mix = subprocess.Popen([sys.executable, "-m", "trimix", "node", "run", "--config", str(config),
+                            "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
+    sink = _helper("--sink", "--port", str(network.sink_port), "--key",
+                   network.sink_link.private_key.hex(), "--peer", network.mix_link.public_key.hex())
+    try:
+        _wait_for_metrics(metrics_port, mix)
+        generator = _helper("--generate", "--port", str(network.mix_port), "--key",
+                            network.source_link.private_key.hex(), "--peer",
+                            network.mix_link.public_key.hex(), "--packets", str(packets),
+                            "--seconds", str(args.warmup + args.duration + 2))
+        time.sleep(args.warmup)
+        before, rss_before, start = scrape(metrics_port), rss_mib(mix.pid), time.monotonic()
+        time.sleep(args.duration)
+        after, rss_after, end = scrape(metrics_port), rss_mib(mix.pid), time.monotonic()
+        generator.wait(timeout=120)
+        sent = after[("trimix_packets_sent_total", "")] - before[("trimix_packets_sent_total", "")]
+        result = {
+            "pps": sent / (end - start),
+            "lateness_p99_ms": lateness_p99_ms(before, after),
+            "rss_growth_mib": rss_after - rss_before,
+            "window": end - start,
+        }
+        if workers == 1:
+            replayer = _helper("--generate", "--port", str(network.mix_port), "--key",
+                               network.source_link.private_key.hex(), "--peer",
+                               network.mix_link.public_key.hex(), "--packets", str(packets),
+                               "--last", "20000", "--cycle", "--seconds", str(args.replay_seconds + 3))
+            time.sleep(1.5)
+            first, t0 = scrape(metrics_port), time.monotonic()
+            time.sleep(args.replay_seconds)
+            second, t1 = scrape(metrics_port), time.monotonic()
+            replayer.wait(timeout=60)
+            key = ("trimix_packets_dropped_total", 'reason="replay"')
+            result["replay_pps"] = (second[key] - first[key]) / (t1 - t0)
+        return result
+    finally:
+        mix.send_signal(signal.SIGTERM)
+        try:
+            mix.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            mix.kill()
+        sink.send_signal(signal.SIGTERM)
+        sink.wait(timeout=20)
+        log.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--replay-seconds", type=float, default=5.0)
+    parser.add_argument("--max-rate", type=float, default=9000.0,
+                        help="packets per second to build for (the generator stops when it runs out)")
+    parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--key", help=argparse.SUPPRESS)
+    parser.add_argument("--peer", help=argparse.SUPPRESS)
+    parser.add_argument("--packets", help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--last", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--cycle", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.generate:
+        trio.run(_generate, args)
+        return
+    if args.sink:
+        trio.run(_sink, args)
+        return
+
+    root = Path(tempfile.mkdtemp(prefix="trimix-bench-node-"))
+    try:
+        network = Network(root)
+        count = int(args.max_rate * (args.duration + args.warmup + 2))
+        packets = root / "packets.bin"
+        built = time.monotonic()
+        build_packets(network, count, packets)
+        build_seconds = time.monotonic() - built
+        one = run_mix(network, packets, 1, args)
+        two = run_mix(network, packets, 2, args)
+        print(json.dumps({
+            "packets_per_second": round(one["pps"]),
+            "packets_per_second_2_workers": round(two["pps"]),
+            "speedup_2_workers": round(two["pps"] / one["pps"], 2),
+            "lateness_p99_ms": one["lateness_p99_ms"],
+            "lateness_p99_ms_2_workers": two["lateness_p99_ms"],
+            "rss_growth_mib": round(one["rss_growth_mib"], 1),
+            "replayed_refused_per_second": round(one["replay_pps"]),
+            "window_seconds": round(one["window"], 1),
+            "packets_built": count,
+            "build_seconds": round(build_seconds, 1),
+            "cpus": os.cpu_count(),
+        }))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
