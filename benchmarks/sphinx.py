@@ -23,9 +23,21 @@ import statistics
 import time
 from collections.abc import Callable
 
-from sphinx_packets import Geometry, NodeDelay, PathHop, Recipient, create_packet, unwrap
-from sphinx_packets import lioness
-from sphinx_packets.geometry import AD_SIZE, GROUP_ELEMENT_SIZE, MAC_SIZE, PER_HOP_ROUTING_INFO_SIZE
+from sphinx_packets import (
+    Geometry,
+    NodeDelay,
+    PathHop,
+    Recipient,
+    create_packet,
+    lioness,
+    unwrap,
+)
+from sphinx_packets.geometry import (
+    AD_SIZE,
+    GROUP_ELEMENT_SIZE,
+    MAC_SIZE,
+    PER_HOP_ROUTING_INFO_SIZE,
+)
 from sphinx_packets.primitives import (
     derive_packet_keys,
     generate_keypair,

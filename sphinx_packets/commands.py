@@ -15,7 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sphinx_packets.errors import InvalidCommandError
-from sphinx_packets.geometry import MAC_SIZE, NODE_ID_SIZE, RECIPIENT_ID_SIZE, SURB_ID_SIZE
+from sphinx_packets.geometry import (
+    MAC_SIZE,
+    NODE_ID_SIZE,
+    RECIPIENT_ID_SIZE,
+    SURB_ID_SIZE,
+)
+from sphinx_packets.inputs import checked_int, exact_bytes
 
 NULL = 0x00
 NEXT_NODE_HOP = 0x01
@@ -26,9 +32,10 @@ NODE_DELAY = 0x80
 MAX_DELAY_MS = 0xFFFFFFFF
 
 
-def _require(value: bytes, size: int, what: str) -> None:
-    if not isinstance(value, bytes) or len(value) != size:
-        raise InvalidCommandError(f"{what} must be {size} bytes")
+def _require(command: object, name: str, size: int, what: str) -> None:
+    """Check a bytes field of a (frozen) command and store it as `bytes`."""
+    value = exact_bytes(getattr(command, name), size, what, InvalidCommandError)
+    object.__setattr__(command, name, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +46,8 @@ class NextNodeHop:
     mac: bytes
 
     def __post_init__(self) -> None:
-        _require(self.node_id, NODE_ID_SIZE, "a node id")
-        _require(self.mac, MAC_SIZE, "a next-hop MAC")
+        _require(self, "node_id", NODE_ID_SIZE, "a node id")
+        _require(self, "mac", MAC_SIZE, "a next-hop MAC")
 
     def to_bytes(self) -> bytes:
         return bytes((NEXT_NODE_HOP,)) + self.node_id + self.mac
@@ -53,7 +60,7 @@ class Recipient:
     recipient_id: bytes
 
     def __post_init__(self) -> None:
-        _require(self.recipient_id, RECIPIENT_ID_SIZE, "a recipient id")
+        _require(self, "recipient_id", RECIPIENT_ID_SIZE, "a recipient id")
 
     def to_bytes(self) -> bytes:
         return bytes((RECIPIENT,)) + self.recipient_id
@@ -66,7 +73,7 @@ class SurbReply:
     surb_id: bytes
 
     def __post_init__(self) -> None:
-        _require(self.surb_id, SURB_ID_SIZE, "a SURB id")
+        _require(self, "surb_id", SURB_ID_SIZE, "a SURB id")
 
     def to_bytes(self) -> bytes:
         return bytes((SURB_REPLY,)) + self.surb_id
@@ -79,14 +86,70 @@ class NodeDelay:
     delay_ms: int
 
     def __post_init__(self) -> None:
-        if not isinstance(self.delay_ms, int) or not 0 <= self.delay_ms <= MAX_DELAY_MS:
-            raise InvalidCommandError("a node delay must be a u32 number of milliseconds")
+        checked_int(self.delay_ms, 0, MAX_DELAY_MS, "a node delay (ms)", InvalidCommandError)
 
     def to_bytes(self) -> bytes:
         return bytes((NODE_DELAY,)) + self.delay_ms.to_bytes(4, "big")
 
 
 RoutingCommand = NextNodeHop | Recipient | SurbReply | NodeDelay
+
+
+@dataclass(frozen=True, slots=True)
+class HopCommands:
+    """One hop's commands, checked by `classify_commands`: a forwarding hop has `next_hop`,
+    a delivering (last) hop has `recipient` and maybe `surb_reply`; either may be delayed."""
+
+    next_hop: NextNodeHop | None
+    recipient: Recipient | None
+    surb_reply: SurbReply | None
+    delay_ms: int
+
+
+def classify_commands(commands: Iterable[object]) -> HopCommands:
+    """The one rule on what a hop may read, applied by `unwrap` at every hop and by the
+    packet builders to every hop of a path before any crypto:
+
+    - at most one command of each type;
+    - exactly one of a next hop and a recipient;
+    - a SURB reply only beside a recipient;
+    - a node delay beside either.
+
+    Whether a SURB reply belongs on a path at all (only on SURB paths) is the builder's
+    check: a hop cannot tell. Raises `InvalidCommandError`.
+    """
+    next_hop: NextNodeHop | None = None
+    recipient: Recipient | None = None
+    surb_reply: SurbReply | None = None
+    delay: NodeDelay | None = None
+    for command in commands:
+        if isinstance(command, NextNodeHop):
+            if next_hop is not None:
+                raise InvalidCommandError("more than one next-hop command")
+            next_hop = command
+        elif isinstance(command, Recipient):
+            if recipient is not None:
+                raise InvalidCommandError("more than one recipient command")
+            recipient = command
+        elif isinstance(command, SurbReply):
+            if surb_reply is not None:
+                raise InvalidCommandError("more than one SURB-reply command")
+            surb_reply = command
+        elif isinstance(command, NodeDelay):
+            if delay is not None:
+                raise InvalidCommandError("more than one delay command")
+            delay = command
+        else:
+            raise InvalidCommandError(f"not a routing command: {type(command).__name__}")
+    if next_hop is not None:
+        if recipient is not None or surb_reply is not None:
+            raise InvalidCommandError("a hop cannot both forward and deliver")
+    elif recipient is None:
+        raise InvalidCommandError(
+            "a SURB reply without a recipient" if surb_reply is not None
+            else "neither a next hop nor a recipient"
+        )
+    return HopCommands(next_hop, recipient, surb_reply, delay.delay_ms if delay else 0)
 
 
 def encode_commands(commands: Iterable[RoutingCommand], slot_size: int) -> bytes:

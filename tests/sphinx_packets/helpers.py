@@ -6,7 +6,16 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sphinx_packets import Geometry, NodeDelay, PathHop, Recipient, SurbReply, generate_keypair
+from sphinx_packets import (
+    Forward,
+    Geometry,
+    NodeDelay,
+    PathHop,
+    Recipient,
+    SphinxKey,
+    UnwrapResult,
+    unwrap,
+)
 
 
 def seeded_rng(seed: int) -> Callable[[int], bytes]:
@@ -18,32 +27,51 @@ def seeded_rng(seed: int) -> Callable[[int], bytes]:
 @dataclass(frozen=True)
 class Node:
     node_id: bytes
-    private_key: bytes
-    public_key: bytes
+    key: SphinxKey
+
+    @property
+    def private_key(self) -> bytes:
+        return self.key.private_key
+
+    @property
+    def public_key(self) -> bytes:
+        return self.key.public_key
 
 
-def make_nodes(count: int, rng: Callable[[int], bytes]) -> list[Node]:
+def make_nodes(count: int, rng: Callable[[int], bytes], epoch: int = 1) -> list[Node]:
     nodes = []
     for _ in range(count):
-        private_key, public_key = generate_keypair(rng)
-        nodes.append(Node(rng(32), private_key, public_key))
+        key = SphinxKey.generate(epoch, rng=rng)
+        nodes.append(Node(rng(32), key))
     return nodes
 
 
-def forward_path(nodes: list[Node], recipient: bytes, delays: list[int] | None = None) -> list[PathHop]:
+def forward_path(
+    nodes: list[Node], recipient: bytes, delays: list[int] | None = None
+) -> list[PathHop]:
+    """A path through `nodes` to mailbox `recipient`; `delays[i]` is hop i's delay (the last
+    hop's too, when given)."""
     delays = delays or [0] * len(nodes)
     hops = [
         PathHop(n.node_id, n.public_key, (NodeDelay(delays[i]),)) for i, n in enumerate(nodes[:-1])
     ]
-    hops.append(PathHop(nodes[-1].node_id, nodes[-1].public_key, (Recipient(recipient),)))
-    return hops
-
-
-def surb_path(nodes: list[Node], recipient: bytes, surb_id: bytes) -> list[PathHop]:
-    hops = forward_path(nodes, recipient)
     last = nodes[-1]
-    hops[-1] = PathHop(last.node_id, last.public_key, (Recipient(recipient), SurbReply(surb_id)))
+    last_commands = (Recipient(recipient),)
+    if len(delays) == len(nodes) and delays[-1]:
+        last_commands += (NodeDelay(delays[-1]),)
+    hops.append(PathHop(last.node_id, last.public_key, last_commands))
     return hops
+
+
+def walk(geometry: Geometry, nodes: list[Node], packet: bytes) -> UnwrapResult:
+    """Unwrap at every hop in turn (each with its bare private key); the last hop's result."""
+    result: UnwrapResult | None = None
+    for node in nodes:
+        result = unwrap(geometry, node.private_key, packet)
+        if isinstance(result, Forward):
+            packet = result.packet
+    assert result is not None
+    return result
 
 
 SMALL_GEOMETRY = Geometry(hops=5, user_payload_size=256)
