@@ -33,9 +33,10 @@ MAX_DELAY_MS = 0xFFFFFFFF
 
 
 def _require(command: object, name: str, size: int, what: str) -> None:
-    """Check a bytes field of a (frozen) command and store it as `bytes`."""
-    value = exact_bytes(getattr(command, name), size, what, InvalidCommandError)
-    object.__setattr__(command, name, value)
+    """Check a bytes field of a (frozen) command; store a bytes-like value as `bytes`."""
+    value = getattr(command, name)
+    if type(value) is not bytes or len(value) != size:
+        object.__setattr__(command, name, exact_bytes(value, size, what, InvalidCommandError))
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +147,8 @@ def classify_commands(commands: Iterable[object]) -> HopCommands:
             raise InvalidCommandError("a hop cannot both forward and deliver")
     elif recipient is None:
         raise InvalidCommandError(
-            "a SURB reply without a recipient" if surb_reply is not None
+            "a SURB reply without a recipient"
+            if surb_reply is not None
             else "neither a next hop nor a recipient"
         )
     return HopCommands(next_hop, recipient, surb_reply, delay.delay_ms if delay else 0)

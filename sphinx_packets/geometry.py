@@ -56,7 +56,9 @@ class Geometry:
 
     def __post_init__(self) -> None:
         checked_int(self.hops, 1, MAX_HOPS, "hops", GeometryError)
-        checked_int(self.user_payload_size, 1, MAX_USER_PAYLOAD_SIZE, "user_payload_size", GeometryError)
+        checked_int(
+            self.user_payload_size, 1, MAX_USER_PAYLOAD_SIZE, "user_payload_size", GeometryError
+        )
         _check_name(self.nike, _SUPPORTED_NIKES, "NIKE")
         _check_name(self.sprp, _SUPPORTED_SPRPS, "SPRP")
 
@@ -105,11 +107,10 @@ class Geometry:
         return hashlib.blake2b(self.canonical_bytes(), digest_size=32).digest()
 
 
-
 def _check_name(value: object, supported: frozenset[str], what: str) -> None:
     if not isinstance(value, str) or value not in supported:
-        shown = repr(value[:40]) if isinstance(value, str) else type(value).__name__
-        raise GeometryError(f"unsupported {what} {shown} (supported: {sorted(supported)})")
+        # The value is not echoed: messages never hold what a caller passed in.
+        raise GeometryError(f"unsupported {what}: supported are {sorted(supported)}")
 
 
 def require_geometry(value: object) -> Geometry:

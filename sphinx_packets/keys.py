@@ -101,7 +101,9 @@ class NodeKeys:
         return self._candidates
 
 
-UnwrapKeys = bytes | bytearray | memoryview | SphinxKey | NodeKeys | tuple[SphinxKey, ...]
+UnwrapKeys = (
+    bytes | bytearray | memoryview | SphinxKey | NodeKeys | tuple[SphinxKey, ...] | list[SphinxKey]
+)
 """What `unwrap` accepts as `keys`: a bare 32-byte private key, one `SphinxKey`, or several
 (a `NodeKeys`, or a tuple or list of `SphinxKey`)."""
 

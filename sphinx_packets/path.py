@@ -68,10 +68,11 @@ def check_path(
     if not 1 <= len(path) <= geometry.hops:
         raise PathError(f"a path must have 1 to {geometry.hops} hops, not {len(path)}")
     hops = tuple(path)
-    last = len(hops) - 1
     for index, hop in enumerate(hops):
         if not isinstance(hop, PathHop):
             raise PathError(f"not a PathHop: {type(hop).__name__}", hop_index=index)
+    last = len(hops) - 1
+    for index, hop in enumerate(hops):
         if any(isinstance(command, SurbReply) for command in hop.commands):
             raise PathError(
                 "a SurbReply command is new_surb's to add, on a SURB path's last hop",

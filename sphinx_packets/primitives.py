@@ -59,21 +59,27 @@ def x25519(scalar: bytes, element: bytes) -> bytes:
 
 def x25519_public(private_key: bytes) -> bytes:
     """The X25519 public key of a 32-byte private key (bytes-like)."""
-    private_key = exact_bytes(private_key, GROUP_ELEMENT_SIZE, "an X25519 private key", InvalidKeyError)
+    private_key = exact_bytes(
+        private_key, GROUP_ELEMENT_SIZE, "an X25519 private key", InvalidKeyError
+    )
     return crypto_scalarmult_base(private_key)
 
 
 def generate_keypair(*, rng: Rng = os.urandom) -> tuple[bytes, bytes]:
     """A fresh X25519 key pair (private, public); `rng` is a test hook."""
-    private_key = exact_bytes(rng(GROUP_ELEMENT_SIZE), GROUP_ELEMENT_SIZE, "rng output", InvalidKeyError)
+    private_key = exact_bytes(
+        rng(GROUP_ELEMENT_SIZE), GROUP_ELEMENT_SIZE, "rng output", InvalidKeyError
+    )
     return private_key, x25519_public(private_key)
 
 
 def blinding_factor(seed: bytes) -> bytes:
     """The first 32 bytes of the ChaCha20 keystream (zero nonce) keyed by `seed`; X25519
     clamps it when it is used as a scalar."""
-    return Cipher(algorithms.ChaCha20(seed, _ZERO_NONCE), None).encryptor().update(
-        bytes(GROUP_ELEMENT_SIZE)
+    return (
+        Cipher(algorithms.ChaCha20(seed, _ZERO_NONCE), None)
+        .encryptor()
+        .update(bytes(GROUP_ELEMENT_SIZE))
     )
 
 
@@ -97,6 +103,6 @@ def macs_equal(a: bytes, b: bytes) -> bool:
 
 
 def replay_tag(alpha: bytes) -> bytes:
-    """SHA-512/256 of the group element α: what a replay filter remembers."""
+    """SHA-512/256 of the 32-byte group element α: what a replay filter remembers."""
+    alpha = exact_bytes(alpha, GROUP_ELEMENT_SIZE, "α", InvalidKeyError)
     return hashlib.new("sha512_256", alpha).digest()
-

@@ -12,9 +12,17 @@ from sphinx_packets import (
     NodeDelay,
     PathHop,
     Recipient,
+    RoutingCommand,
     SphinxKey,
     UnwrapResult,
     unwrap,
+)
+from sphinx_packets.geometry import PER_HOP_ROUTING_INFO_SIZE
+from sphinx_packets.primitives import (
+    derive_packet_keys,
+    header_mac,
+    header_stream,
+    x25519,
 )
 
 
@@ -56,7 +64,7 @@ def forward_path(
         PathHop(n.node_id, n.public_key, (NodeDelay(delays[i]),)) for i, n in enumerate(nodes[:-1])
     ]
     last = nodes[-1]
-    last_commands = (Recipient(recipient),)
+    last_commands: tuple[RoutingCommand, ...] = (Recipient(recipient),)
     if len(delays) == len(nodes) and delays[-1]:
         last_commands += (NodeDelay(delays[-1]),)
     hops.append(PathHop(last.node_id, last.public_key, last_commands))
@@ -75,3 +83,20 @@ def walk(geometry: Geometry, nodes: list[Node], packet: bytes) -> UnwrapResult:
 
 
 SMALL_GEOMETRY = Geometry(hops=5, user_payload_size=256)
+
+
+def reseal(geometry: Geometry, private_key: bytes, packet: bytes, slot: bytes) -> bytes:
+    """`packet` with this hop's 82-byte command slot replaced by `slot` and the header MAC
+    recomputed, as someone holding the node's key could: a header whose MAC verifies at the
+    node but whose commands are whatever `slot` says."""
+    assert len(slot) == PER_HOP_ROUTING_INFO_SIZE
+    alpha = packet[2:34]
+    keys = derive_packet_keys(x25519(private_key, alpha))
+    mac_start = geometry.header_size - 32
+    beta = packet[34:mac_start]
+    stream = header_stream(keys, bytes(len(beta)))
+    plain = bytes(a ^ b for a, b in zip(beta, stream, strict=True))
+    new_plain = slot + plain[len(slot) :]
+    new_beta = bytes(a ^ b for a, b in zip(new_plain, stream, strict=True))
+    mac = header_mac(keys.header_mac, packet[:2] + alpha + new_beta)
+    return packet[:34] + new_beta + mac + packet[geometry.header_size :]
