@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sphinx_packets.errors import InvalidCommandError
 from sphinx_packets.geometry import (
@@ -95,6 +96,13 @@ class NodeDelay:
 
 RoutingCommand = NextNodeHop | Recipient | SurbReply | NodeDelay
 
+_COMMAND_NAMES: dict[type, str] = {
+    NextNodeHop: "next-hop",
+    Recipient: "recipient",
+    SurbReply: "SURB-reply",
+    NodeDelay: "delay",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class HopCommands:
@@ -119,29 +127,19 @@ def classify_commands(commands: Iterable[object]) -> HopCommands:
     Whether a SURB reply belongs on a path at all (only on SURB paths) is the builder's
     check: a hop cannot tell. Raises `InvalidCommandError`.
     """
-    next_hop: NextNodeHop | None = None
-    recipient: Recipient | None = None
-    surb_reply: SurbReply | None = None
-    delay: NodeDelay | None = None
+    found: dict[type, Any] = {}
     for command in commands:
-        if isinstance(command, NextNodeHop):
-            if next_hop is not None:
-                raise InvalidCommandError("more than one next-hop command")
-            next_hop = command
-        elif isinstance(command, Recipient):
-            if recipient is not None:
-                raise InvalidCommandError("more than one recipient command")
-            recipient = command
-        elif isinstance(command, SurbReply):
-            if surb_reply is not None:
-                raise InvalidCommandError("more than one SURB-reply command")
-            surb_reply = command
-        elif isinstance(command, NodeDelay):
-            if delay is not None:
-                raise InvalidCommandError("more than one delay command")
-            delay = command
-        else:
-            raise InvalidCommandError(f"not a routing command: {type(command).__name__}")
+        kind = type(command)
+        name = _COMMAND_NAMES.get(kind)
+        if name is None:
+            raise InvalidCommandError(f"not a routing command: {kind.__name__}")
+        if kind in found:
+            raise InvalidCommandError(f"more than one {name} command")
+        found[kind] = command
+    next_hop = found.get(NextNodeHop)
+    recipient = found.get(Recipient)
+    surb_reply = found.get(SurbReply)
+    delay = found.get(NodeDelay)
     if next_hop is not None:
         if recipient is not None or surb_reply is not None:
             raise InvalidCommandError("a hop cannot both forward and deliver")

@@ -2,17 +2,15 @@
 
 Every result carries `replay_tag` (SHA-512/256 of the packet's α, for the replay filter of
 the key that matched) and `key_epoch` (that key's epoch, or None when `unwrap` was given a
-bare private key). Reprs are short and hold no packet, payload, mailbox id or tag bytes.
+bare private key). Reprs are short and hold no bytes at all (no packet, payload, node or
+mailbox id, tag): a repr may end up in a log line.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-def short_id(value: bytes) -> str:
-    """The first 4 bytes of a public id as hex, for a readable repr."""
-    return value[:4].hex() + "…"
+from sphinx_packets.redaction import redacted_repr
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -27,11 +25,7 @@ class Forward:
     replay_tag: bytes
     key_epoch: int | None
 
-    def __repr__(self) -> str:
-        return (
-            f"Forward(next_node_id={short_id(self.next_node_id)}, delay_ms={self.delay_ms}, "
-            f"packet=<{len(self.packet)} bytes>, key_epoch={self.key_epoch})"
-        )
+    __repr__ = redacted_repr
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -47,12 +41,7 @@ class Deliver:
     key_epoch: int | None
     delay_ms: int
 
-    def __repr__(self) -> str:
-        return (
-            f"Deliver(recipient_id=<{len(self.recipient_id)} bytes>, "
-            f"payload=<{len(self.payload)} bytes>, delay_ms={self.delay_ms}, "
-            f"key_epoch={self.key_epoch})"
-        )
+    __repr__ = redacted_repr
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -70,12 +59,7 @@ class DeliverSurbReply:
     key_epoch: int | None
     delay_ms: int
 
-    def __repr__(self) -> str:
-        return (
-            f"DeliverSurbReply(recipient_id=<{len(self.recipient_id)} bytes>, "
-            f"surb_id=<{len(self.surb_id)} bytes>, payload=<{len(self.payload)} bytes>, "
-            f"delay_ms={self.delay_ms}, key_epoch={self.key_epoch})"
-        )
+    __repr__ = redacted_repr
 
 
 UnwrapResult = Forward | Deliver | DeliverSurbReply

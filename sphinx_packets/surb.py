@@ -34,7 +34,7 @@ from sphinx_packets.inputs import exact_bytes
 from sphinx_packets.packet import ZERO_TAG, user_payload
 from sphinx_packets.path import PathHop, check_path
 from sphinx_packets.primitives import Rng, macs_equal
-from sphinx_packets.results import short_id
+from sphinx_packets.redaction import redacted_repr
 
 
 def _surb_bytes(data: object, size: int, what: str) -> bytes:
@@ -65,8 +65,7 @@ class SURB:
         object.__setattr__(self, "first_hop", first_hop)
         object.__setattr__(self, "replier_key", replier_key)
 
-    def __repr__(self) -> str:
-        return f"SURB(first_hop={short_id(self.first_hop)}, header=<{len(self.header)} bytes>)"
+    __repr__ = redacted_repr
 
     def to_bytes(self) -> bytes:
         return self.header + self.first_hop + self.replier_key
@@ -99,8 +98,7 @@ class SURBKeys:
         object.__setattr__(self, "replier_key", replier_key)
         object.__setattr__(self, "hop_keys", hop_keys)
 
-    def __repr__(self) -> str:
-        return f"SURBKeys(hops={len(self.hop_keys)})"
+    __repr__ = redacted_repr
 
     def to_bytes(self) -> bytes:
         """surb id (16) ‖ replier key (48) ‖ hop keys (48 each): for the creator's storage."""

@@ -161,10 +161,19 @@ def test_no_repr_or_str_holds_a_secret(built: dict) -> None:
     assert "<3148 bytes>" not in repr(built["values"][0])
 
 
-def test_results_have_short_reprs(built: dict) -> None:
+def test_results_have_short_reprs_without_ids_or_payloads(built: dict) -> None:
+    checked = 0
     for value in built["values"]:
         if isinstance(value, Forward | Deliver | DeliverSurbReply | SURB):
             assert len(repr(value)) < 160
+            shown = [
+                getattr(value, name)
+                for name in ("next_node_id", "recipient_id", "surb_id", "replay_tag", "first_hop")
+                if hasattr(value, name)
+            ]
+            _assert_clean(_texts(value), [*shown, built["payload"]])
+            checked += 1
+    assert checked == 4
 
 
 def test_no_error_text_holds_a_secret(built: dict) -> None:
