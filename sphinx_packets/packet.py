@@ -101,7 +101,7 @@ def unwrap(
     epoch = verified.key_epoch
     try:
         if is_replay is not None and is_replay(tag):
-            raise ReplayError("the packet's replay tag was seen before under this key")
+            raise ReplayError("is_replay recognised the packet's replay tag")
         commands, next_beta = read_commands(geometry, verified, packet)
         hop = classify_commands(commands)
         delay_ms = hop.delay_ms

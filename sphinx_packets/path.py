@@ -63,8 +63,8 @@ def check_path(
     delay; the last hop needs a `Recipient`; a `SurbReply` belongs only on a SURB path, and
     there `new_surb` adds it. Raises `PathError` with the 0-based `hop_index`.
     """
-    if not isinstance(path, tuple | list):
-        raise PathError(f"a path must be a list of PathHop, not {type(path).__name__}")
+    if not isinstance(path, Sequence) or isinstance(path, str | bytes | bytearray | memoryview):
+        raise PathError(f"a path must be a sequence of PathHop, not {type(path).__name__}")
     if not 1 <= len(path) <= geometry.hops:
         raise PathError(f"a path must have 1 to {geometry.hops} hops, not {len(path)}")
     hops = tuple(path)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sphinx_packets import lioness
 from sphinx_packets.errors import InvalidPacketError, InvalidSURBError, PayloadTagError
@@ -44,14 +44,14 @@ def _surb_bytes(data: object, size: int, what: str) -> bytes:
 @dataclass(frozen=True, slots=True, repr=False)
 class SURB:
     """A SURB as the replier gets it: the header of the path back, the node id of its first
-    hop, and the 48-byte key the replier encrypts with (secret; not in `repr`). On the wire
+    hop, and the 48-byte key the replier encrypts with (secret). On the wire
     (`to_bytes`) it is header ‖ first hop ‖ replier key, `geometry.surb_size` bytes. The
     SURB id is inside the encrypted header: only the creator (`SURBKeys.surb_id`) and the
-    last hop see it."""
+    last hop see it. Its `repr` shows field sizes only."""
 
     header: bytes
     first_hop: bytes
-    replier_key: bytes = field(repr=False)
+    replier_key: bytes
 
     def __post_init__(self) -> None:
         if not isinstance(self.header, bytes | bytearray | memoryview):
@@ -82,7 +82,7 @@ class SURB:
 @dataclass(frozen=True, slots=True, repr=False)
 class SURBKeys:
     """What the SURB's creator keeps to read the reply: the SURB id it drew, the replier key
-    and every hop's payload key (all secret; only the hop count shows in `repr`)."""
+    and every hop's payload key (all secret; `repr` shows their sizes only)."""
 
     surb_id: bytes
     replier_key: bytes
