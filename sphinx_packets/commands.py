@@ -13,9 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sphinx_packets.errors import InvalidCommandError
-from sphinx_packets.geometry import MAC_SIZE, NODE_ID_SIZE, RECIPIENT_ID_SIZE, SURB_ID_SIZE
+from sphinx_packets.geometry import (
+    MAC_SIZE,
+    NODE_ID_SIZE,
+    RECIPIENT_ID_SIZE,
+    SURB_ID_SIZE,
+)
+from sphinx_packets.inputs import checked_int, exact_bytes
 
 NULL = 0x00
 NEXT_NODE_HOP = 0x01
@@ -26,9 +33,11 @@ NODE_DELAY = 0x80
 MAX_DELAY_MS = 0xFFFFFFFF
 
 
-def _require(value: bytes, size: int, what: str) -> None:
-    if not isinstance(value, bytes) or len(value) != size:
-        raise InvalidCommandError(f"{what} must be {size} bytes")
+def _require(command: object, name: str, size: int, what: str) -> None:
+    """Check a bytes field of a (frozen) command; store a bytes-like value as `bytes`."""
+    value = getattr(command, name)
+    if type(value) is not bytes or len(value) != size:
+        object.__setattr__(command, name, exact_bytes(value, size, what, InvalidCommandError))
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +48,8 @@ class NextNodeHop:
     mac: bytes
 
     def __post_init__(self) -> None:
-        _require(self.node_id, NODE_ID_SIZE, "a node id")
-        _require(self.mac, MAC_SIZE, "a next-hop MAC")
+        _require(self, "node_id", NODE_ID_SIZE, "a node id")
+        _require(self, "mac", MAC_SIZE, "a next-hop MAC")
 
     def to_bytes(self) -> bytes:
         return bytes((NEXT_NODE_HOP,)) + self.node_id + self.mac
@@ -53,7 +62,7 @@ class Recipient:
     recipient_id: bytes
 
     def __post_init__(self) -> None:
-        _require(self.recipient_id, RECIPIENT_ID_SIZE, "a recipient id")
+        _require(self, "recipient_id", RECIPIENT_ID_SIZE, "a recipient id")
 
     def to_bytes(self) -> bytes:
         return bytes((RECIPIENT,)) + self.recipient_id
@@ -66,7 +75,7 @@ class SurbReply:
     surb_id: bytes
 
     def __post_init__(self) -> None:
-        _require(self.surb_id, SURB_ID_SIZE, "a SURB id")
+        _require(self, "surb_id", SURB_ID_SIZE, "a SURB id")
 
     def to_bytes(self) -> bytes:
         return bytes((SURB_REPLY,)) + self.surb_id
@@ -79,14 +88,68 @@ class NodeDelay:
     delay_ms: int
 
     def __post_init__(self) -> None:
-        if not isinstance(self.delay_ms, int) or not 0 <= self.delay_ms <= MAX_DELAY_MS:
-            raise InvalidCommandError("a node delay must be a u32 number of milliseconds")
+        checked_int(self.delay_ms, 0, MAX_DELAY_MS, "a node delay (ms)", InvalidCommandError)
 
     def to_bytes(self) -> bytes:
         return bytes((NODE_DELAY,)) + self.delay_ms.to_bytes(4, "big")
 
 
 RoutingCommand = NextNodeHop | Recipient | SurbReply | NodeDelay
+
+_COMMAND_NAMES: dict[type, str] = {
+    NextNodeHop: "next-hop",
+    Recipient: "recipient",
+    SurbReply: "SURB-reply",
+    NodeDelay: "delay",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HopCommands:
+    """One hop's commands, checked by `classify_commands`: a forwarding hop has `next_hop`,
+    a delivering (last) hop has `recipient` and maybe `surb_reply`; either may be delayed."""
+
+    next_hop: NextNodeHop | None
+    recipient: Recipient | None
+    surb_reply: SurbReply | None
+    delay_ms: int
+
+
+def classify_commands(commands: Iterable[object]) -> HopCommands:
+    """The one rule on what a hop may read, applied by `unwrap` at every hop and by the
+    packet builders to every hop of a path before any crypto:
+
+    - at most one command of each type;
+    - exactly one of a next hop and a recipient;
+    - a SURB reply only beside a recipient;
+    - a node delay beside either.
+
+    Whether a SURB reply belongs on a path at all (only on SURB paths) is the builder's
+    check: a hop cannot tell. Raises `InvalidCommandError`.
+    """
+    found: dict[type, Any] = {}
+    for command in commands:
+        kind = type(command)
+        name = _COMMAND_NAMES.get(kind)
+        if name is None:
+            raise InvalidCommandError(f"not a routing command: {kind.__name__}")
+        if kind in found:
+            raise InvalidCommandError(f"more than one {name} command")
+        found[kind] = command
+    next_hop = found.get(NextNodeHop)
+    recipient = found.get(Recipient)
+    surb_reply = found.get(SurbReply)
+    delay = found.get(NodeDelay)
+    if next_hop is not None:
+        if recipient is not None or surb_reply is not None:
+            raise InvalidCommandError("a hop cannot both forward and deliver")
+    elif recipient is None:
+        raise InvalidCommandError(
+            "a SURB reply without a recipient"
+            if surb_reply is not None
+            else "neither a next hop nor a recipient"
+        )
+    return HopCommands(next_hop, recipient, surb_reply, delay.delay_ms if delay else 0)
 
 
 def encode_commands(commands: Iterable[RoutingCommand], slot_size: int) -> bytes:

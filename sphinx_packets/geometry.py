@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import msgpack
 
-from sphinx_packets.errors import GeometryError, InvalidPacketError
+from sphinx_packets.errors import GeometryError
+from sphinx_packets.inputs import checked_int
 
 NIKE_X25519 = "x25519"
 SPRP_LIONESS = "lioness-chacha20-blake2b256"
@@ -32,6 +33,9 @@ SURB_REPLY_SIZE = 1 + SURB_ID_SIZE
 PER_HOP_ROUTING_INFO_SIZE = NEXT_NODE_HOP_SIZE + SURB_REPLY_SIZE
 """One hop's slot of β: room for a next-hop command and a SURB-reply command (82 bytes)."""
 
+MAX_HOPS = 32
+MAX_USER_PAYLOAD_SIZE = 1 << 20
+
 _SUPPORTED_NIKES = frozenset({NIKE_X25519})
 _SUPPORTED_SPRPS = frozenset({SPRP_LIONESS})
 
@@ -51,16 +55,12 @@ class Geometry:
     sprp: str = SPRP_LIONESS
 
     def __post_init__(self) -> None:
-        if not 1 <= self.hops <= 32:
-            raise GeometryError(f"hops must be between 1 and 32, not {self.hops}")
-        if not 1 <= self.user_payload_size <= 1 << 20:
-            raise GeometryError(
-                f"user_payload_size must be between 1 and 1 MiB, not {self.user_payload_size}"
-            )
-        if self.nike not in _SUPPORTED_NIKES:
-            raise GeometryError(f"unsupported NIKE {self.nike!r}")
-        if self.sprp not in _SUPPORTED_SPRPS:
-            raise GeometryError(f"unsupported SPRP {self.sprp!r}")
+        checked_int(self.hops, 1, MAX_HOPS, "hops", GeometryError)
+        checked_int(
+            self.user_payload_size, 1, MAX_USER_PAYLOAD_SIZE, "user_payload_size", GeometryError
+        )
+        _check_name(self.nike, _SUPPORTED_NIKES, "NIKE")
+        _check_name(self.sprp, _SUPPORTED_SPRPS, "SPRP")
 
     @classmethod
     def default(cls) -> Geometry:
@@ -107,11 +107,14 @@ class Geometry:
         return hashlib.blake2b(self.canonical_bytes(), digest_size=32).digest()
 
 
-def exact_bytes(data: object, size: int, what: str) -> bytes:
-    """`data` as bytes if it is bytes-like and exactly `size` long; else `InvalidPacketError`."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise InvalidPacketError(f"{what} must be bytes")
-    data = bytes(data)
-    if len(data) != size:
-        raise InvalidPacketError(f"{what} must be {size} bytes, not {len(data)}")
-    return data
+def _check_name(value: object, supported: frozenset[str], what: str) -> None:
+    if not isinstance(value, str) or value not in supported:
+        # The value is not echoed: messages never hold what a caller passed in.
+        raise GeometryError(f"unsupported {what}: supported are {sorted(supported)}")
+
+
+def require_geometry(value: object) -> Geometry:
+    """`value` if it is a `Geometry`; else `GeometryError` (for the public functions)."""
+    if not isinstance(value, Geometry):
+        raise GeometryError(f"a Geometry is needed, not {type(value).__name__}")
+    return value

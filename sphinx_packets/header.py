@@ -11,8 +11,7 @@ bytes, so that no hop can tell where on the path it is.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sphinx_packets.commands import (
     NextNodeHop,
@@ -20,16 +19,23 @@ from sphinx_packets.commands import (
     decode_commands,
     encode_commands,
 )
-from sphinx_packets.errors import InvalidKeyError, InvalidMACError, InvalidPacketError, PathError
+from sphinx_packets.errors import (
+    InvalidMACError,
+    InvalidPacketError,
+    PathError,
+    SphinxError,
+)
 from sphinx_packets.geometry import (
     AD_SIZE,
     GROUP_ELEMENT_SIZE,
     MAC_SIZE,
-    NODE_ID_SIZE,
     PER_HOP_ROUTING_INFO_SIZE,
     Geometry,
-    exact_bytes,
+    require_geometry,
 )
+from sphinx_packets.inputs import exact_bytes
+from sphinx_packets.keys import KeyCandidates, UnwrapKeys, key_candidates
+from sphinx_packets.path import PathHop
 from sphinx_packets.primitives import (
     PacketKeys,
     Rng,
@@ -45,50 +51,44 @@ from sphinx_packets.primitives import (
 
 AD = bytes(AD_SIZE)
 _ALPHA_END = AD_SIZE + GROUP_ELEMENT_SIZE
-
-
-@dataclass(frozen=True, slots=True)
-class PathHop:
-    """One hop of a path: the node's id, its Sphinx public key for the epoch, and the
-    commands it is to read (a `NodeDelay` for a mix; `Recipient` and maybe `SurbReply` for
-    the last hop). The next-hop command is added by the packet's creator."""
-
-    node_id: bytes
-    public_key: bytes
-    commands: tuple[RoutingCommand, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.node_id, bytes) or len(self.node_id) != NODE_ID_SIZE:
-            raise PathError(f"a node id must be {NODE_ID_SIZE} bytes")
-        if not isinstance(self.public_key, bytes) or len(self.public_key) != GROUP_ELEMENT_SIZE:
-            raise PathError(f"a Sphinx public key must be {GROUP_ELEMENT_SIZE} bytes")
-        for command in self.commands:
-            if isinstance(command, NextNodeHop):
-                raise PathError("the next-hop command is the packet creator's to add")
+_SLOT_ZEROS = bytes(PER_HOP_ROUTING_INFO_SIZE)
 
 
 @dataclass(frozen=True, slots=True)
 class UnwrappedHeader:
     """What one hop learns from a header: its commands, the header to forward (None at the
-    last hop, which has no next-hop command), the payload key and the replay tag."""
+    last hop, which has no next-hop command), the 48-byte payload key (secret), the replay
+    tag, and the epoch of the key that matched (None for a bare private key)."""
 
     commands: tuple[RoutingCommand, ...]
-    next_header: bytes | None
-    payload_key: bytes
-    replay_tag: bytes
+    next_header: bytes | None = field(repr=False)
+    payload_key: bytes = field(repr=False)
+    replay_tag: bytes = field(repr=False)
+    key_epoch: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedHeader:
+    """A header whose MAC verified under one of a node's keys: the hop's keys, α, and the
+    epoch of the key that matched."""
+
+    keys: PacketKeys = field(repr=False)
+    alpha: bytes = field(repr=False)
+    key_epoch: int | None
 
 
 def create_header(
-    geometry: Geometry, path: Sequence[PathHop], rng: Rng
+    geometry: Geometry, path: tuple[PathHop, ...], rng: Rng
 ) -> tuple[bytes, tuple[PacketKeys, ...]]:
-    """Build a header for `path`; returns it with each hop's keys (for the payload layer)."""
+    """Build a header for a checked `path` (`check_path`); returns it with each hop's keys
+    (for the payload layer)."""
     hops = len(path)
     if not 1 <= hops <= geometry.hops:
         raise PathError(f"a path must have 1 to {geometry.hops} hops, not {hops}")
     slot = PER_HOP_ROUTING_INFO_SIZE
     beta_size = geometry.routing_info_size
 
-    secret_key, alpha = generate_keypair(rng)
+    secret_key, alpha = generate_keypair(rng=rng)
     alphas = [alpha]
     keys: list[PacketKeys] = []
     blindings: list[bytes] = []
@@ -121,27 +121,62 @@ def create_header(
     return AD + alphas[0] + beta + gamma, tuple(keys)
 
 
-def unwrap_header(geometry: Geometry, private_key: bytes, header: bytes) -> UnwrappedHeader:
-    """Process one header with a node's Sphinx private key."""
-    header = exact_bytes(header, geometry.header_size, "a header")
-    if not isinstance(private_key, bytes) or len(private_key) != GROUP_ELEMENT_SIZE:
-        raise InvalidKeyError(f"a Sphinx private key must be {GROUP_ELEMENT_SIZE} bytes")
-    if header[:AD_SIZE] != AD:
+def verify_header(geometry: Geometry, candidates: KeyCandidates, data: bytes) -> VerifiedHeader:
+    """Check the version and the MAC of the header at the front of `data` (a header or a
+    whole packet, already size-checked), trying each candidate key in order. A low-order α
+    is an `InvalidKeyError`; no key verifying is an `InvalidMACError`."""
+    if data[:AD_SIZE] != AD:
         raise InvalidPacketError("unknown header version (AD must be 00 00)")
     mac_start = geometry.header_size - MAC_SIZE
-    alpha = header[AD_SIZE:_ALPHA_END]
-    keys = derive_packet_keys(x25519(private_key, alpha))
-    if not macs_equal(header_mac(keys.header_mac, header[:mac_start]), header[mac_start:]):
-        raise InvalidMACError("header MAC does not verify (tampered, or not for this key)")
+    alpha = data[AD_SIZE:_ALPHA_END]
+    signed = data[:mac_start]
+    mac = data[mac_start : mac_start + MAC_SIZE]
+    for epoch, private_key in candidates:
+        keys = derive_packet_keys(x25519(private_key, alpha))
+        if macs_equal(header_mac(keys.header_mac, signed), mac):
+            return VerifiedHeader(keys, alpha, epoch)
+    raise InvalidMACError(
+        "header MAC does not verify (tampered, or not for this key)"
+        if len(candidates) == 1
+        else f"header MAC does not verify under any of the {len(candidates)} keys"
+    )
+
+
+def read_commands(
+    geometry: Geometry, verified: VerifiedHeader, data: bytes
+) -> tuple[tuple[RoutingCommand, ...], bytes]:
+    """Decrypt β ‖ 0^82 of a verified header: this hop's commands, and the next β."""
     slot = PER_HOP_ROUTING_INFO_SIZE
-    decrypted = header_stream(keys, header[_ALPHA_END:mac_start] + bytes(slot))
-    commands = decode_commands(decrypted[:slot])
-    next_hop = next((c for c in commands if isinstance(c, NextNodeHop)), None)
-    next_header = None
-    if next_hop is not None:
-        next_alpha = x25519(blinding_factor(keys.blinding_factor_seed), alpha)
-        next_header = AD + next_alpha + decrypted[slot:] + next_hop.mac
-    return UnwrappedHeader(commands, next_header, keys.payload_encryption, replay_tag(alpha))
+    mac_start = geometry.header_size - MAC_SIZE
+    decrypted = header_stream(verified.keys, data[_ALPHA_END:mac_start] + _SLOT_ZEROS)
+    return decode_commands(decrypted[:slot]), decrypted[slot:]
+
+
+def next_header(verified: VerifiedHeader, next_beta: bytes, next_mac: bytes) -> bytes:
+    """The header to forward: α blinded, the next β, and the MAC from the next-hop command."""
+    blinding = blinding_factor(verified.keys.blinding_factor_seed)
+    return AD + x25519(blinding, verified.alpha) + next_beta + next_mac
+
+
+def unwrap_header(geometry: Geometry, keys: UnwrapKeys, header: bytes) -> UnwrappedHeader:
+    """Process one header with a node's Sphinx key(s) (as `unwrap` takes them), without
+    checking that the commands make sense together. Errors raised after the MAC verified
+    carry the replay tag and the key's epoch, as `unwrap`'s do."""
+    require_geometry(geometry)
+    candidates = key_candidates(keys)
+    header = exact_bytes(header, geometry.header_size, "a header", InvalidPacketError)
+    verified = verify_header(geometry, candidates, header)
+    tag = replay_tag(verified.alpha)
+    try:
+        commands, next_beta = read_commands(geometry, verified, header)
+        next_hop = next((c for c in commands if isinstance(c, NextNodeHop)), None)
+        forward = None if next_hop is None else next_header(verified, next_beta, next_hop.mac)
+    except SphinxError as error:
+        error.replay_tag, error.key_epoch = tag, verified.key_epoch
+        raise
+    return UnwrappedHeader(
+        commands, forward, verified.keys.payload_encryption, tag, verified.key_epoch
+    )
 
 
 def _xor(a: bytes, b: bytes) -> bytes:

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from sphinx_packets.errors import InvalidKeyError, InvalidPacketError
 from sphinx_packets.geometry import PAYLOAD_KEY_SIZE
+from sphinx_packets.inputs import exact_bytes
 
 KEY_SIZE = 192
 HALF = 32
@@ -30,8 +31,7 @@ _ZERO_NONCE = bytes(16)
 def lioness_key(payload_key: bytes) -> bytes:
     """The 192-byte LIONESS key of a 48-byte Sphinx payload key:
     SHAKE-256("trimix-lioness-key-v1" ‖ payload key), 192 bytes of output."""
-    if len(payload_key) != PAYLOAD_KEY_SIZE:
-        raise InvalidKeyError(f"a payload key must be {PAYLOAD_KEY_SIZE} bytes")
+    payload_key = exact_bytes(payload_key, PAYLOAD_KEY_SIZE, "a payload key", InvalidKeyError)
     return hashlib.shake_256(LIONESS_KDF_DOMAIN + payload_key).digest(KEY_SIZE)
 
 
@@ -48,8 +48,11 @@ def _hash(data: bytes, key: bytes) -> bytes:
 
 
 def _split(key: bytes, block: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes, bytes]:
-    if len(key) != KEY_SIZE:
-        raise InvalidKeyError(f"a LIONESS key must be {KEY_SIZE} bytes")
+    key = exact_bytes(key, KEY_SIZE, "a LIONESS key", InvalidKeyError)
+    if type(block) is not bytes:
+        if not isinstance(block, bytes | bytearray | memoryview):
+            raise InvalidPacketError(f"a LIONESS block must be bytes, not {type(block).__name__}")
+        block = bytes(block)
     if len(block) < MIN_BLOCK_SIZE:
         raise InvalidPacketError(f"a LIONESS block must be at least {MIN_BLOCK_SIZE} bytes")
     return key[0:32], key[32:96], key[96:128], key[128:192], block[:HALF], block[HALF:]

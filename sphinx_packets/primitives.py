@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -19,6 +20,7 @@ from nacl.exceptions import CryptoError
 
 from sphinx_packets.errors import InvalidKeyError
 from sphinx_packets.geometry import GROUP_ELEMENT_SIZE, PAYLOAD_KEY_SIZE
+from sphinx_packets.inputs import exact_bytes
 
 Rng = Callable[[int], bytes]
 """Randomness source: takes a byte count, returns that many random bytes (`os.urandom`)."""
@@ -31,13 +33,13 @@ _SHA256 = hashes.SHA256()
 
 @dataclass(frozen=True, slots=True)
 class PacketKeys:
-    """The keys one hop derives from its shared secret."""
+    """The keys one hop derives from its shared secret (none of them shows in `repr`)."""
 
-    header_mac: bytes
-    header_encryption: bytes
-    header_encryption_iv: bytes
-    payload_encryption: bytes
-    blinding_factor_seed: bytes
+    header_mac: bytes = field(repr=False)
+    header_encryption: bytes = field(repr=False)
+    header_encryption_iv: bytes = field(repr=False)
+    payload_encryption: bytes = field(repr=False)
+    blinding_factor_seed: bytes = field(repr=False)
 
 
 def derive_packet_keys(shared_secret: bytes) -> PacketKeys:
@@ -56,23 +58,28 @@ def x25519(scalar: bytes, element: bytes) -> bytes:
 
 
 def x25519_public(private_key: bytes) -> bytes:
-    """The X25519 public key of a 32-byte private key."""
-    if not isinstance(private_key, bytes) or len(private_key) != GROUP_ELEMENT_SIZE:
-        raise InvalidKeyError("an X25519 private key must be 32 bytes")
+    """The X25519 public key of a 32-byte private key (bytes-like)."""
+    private_key = exact_bytes(
+        private_key, GROUP_ELEMENT_SIZE, "an X25519 private key", InvalidKeyError
+    )
     return crypto_scalarmult_base(private_key)
 
 
-def generate_keypair(rng: Rng) -> tuple[bytes, bytes]:
-    """A fresh X25519 key pair (private, public) from `rng`."""
-    private_key = rng(GROUP_ELEMENT_SIZE)
+def generate_keypair(*, rng: Rng = os.urandom) -> tuple[bytes, bytes]:
+    """A fresh X25519 key pair (private, public); `rng` is a test hook."""
+    private_key = exact_bytes(
+        rng(GROUP_ELEMENT_SIZE), GROUP_ELEMENT_SIZE, "rng output", InvalidKeyError
+    )
     return private_key, x25519_public(private_key)
 
 
 def blinding_factor(seed: bytes) -> bytes:
     """The first 32 bytes of the ChaCha20 keystream (zero nonce) keyed by `seed`; X25519
     clamps it when it is used as a scalar."""
-    return Cipher(algorithms.ChaCha20(seed, _ZERO_NONCE), None).encryptor().update(
-        bytes(GROUP_ELEMENT_SIZE)
+    return (
+        Cipher(algorithms.ChaCha20(seed, _ZERO_NONCE), None)
+        .encryptor()
+        .update(bytes(GROUP_ELEMENT_SIZE))
     )
 
 
@@ -96,6 +103,6 @@ def macs_equal(a: bytes, b: bytes) -> bool:
 
 
 def replay_tag(alpha: bytes) -> bytes:
-    """SHA-512/256 of the group element α: what a replay filter remembers."""
+    """SHA-512/256 of the 32-byte group element α: what a replay filter remembers."""
+    alpha = exact_bytes(alpha, GROUP_ELEMENT_SIZE, "α", InvalidKeyError)
     return hashlib.new("sha512_256", alpha).digest()
-

@@ -33,7 +33,7 @@ def selftest(hops: int, rounds: int) -> None:
     """Build packets over fresh keys, unwrap them hop by hop, check what arrives, and print
     sizes and median timings over ROUNDS packets."""
     geometry = Geometry.default()
-    keys = [generate_keypair(os.urandom) for _ in range(hops)]
+    keys = [generate_keypair() for _ in range(hops)]
     ids = [os.urandom(32) for _ in range(hops)]
     recipient = os.urandom(32)
     path = [PathHop(ids[i], keys[i][1], (NodeDelay(50 * (i + 1)),)) for i in range(hops - 1)]
@@ -61,7 +61,7 @@ def selftest(hops: int, rounds: int) -> None:
             elif not (
                 isinstance(result, Deliver)
                 and hop == hops - 1
-                and (result.recipient, result.payload) == (recipient, message)
+                and (result.recipient_id, result.payload) == (recipient, message)
             ):
                 raise click.ClickException(f"hop {hop + 1}: the packet did not go where it should")
 

@@ -32,19 +32,20 @@ from sphinx_packets import (
     unwrap_header,
 )
 from sphinx_packets.commands import decode_commands
+from sphinx_packets.primitives import replay_tag
 from tests.sphinx_packets.helpers import (
     SMALL_GEOMETRY,
     forward_path,
     make_nodes,
     seeded_rng,
-    surb_path,
+    walk,
 )
 
 GEOMETRY = SMALL_GEOMETRY
 NODES = make_nodes(5, seeded_rng(99))
 RECIPIENT = b"\x07" * 32
 PAYLOAD = bytes(range(256))[: GEOMETRY.user_payload_size]
-PACKET = create_packet(GEOMETRY, forward_path(NODES, RECIPIENT), PAYLOAD, seeded_rng(5))
+PACKET = create_packet(GEOMETRY, forward_path(NODES, RECIPIENT), PAYLOAD, rng=seeded_rng(5))
 
 AD_END = 2
 ALPHA_END = 34
@@ -64,14 +65,7 @@ def _flip(packet: bytes, bit: int) -> bytes:
 
 
 def _walk(packet: bytes) -> UnwrapResult:
-    """Unwrap at every hop in turn; returns the last hop's result."""
-    result: UnwrapResult | None = None
-    for node in NODES:
-        result = unwrap(GEOMETRY, node.private_key, packet)
-        if isinstance(result, Forward):
-            packet = result.packet
-    assert result is not None
-    return result
+    return walk(GEOMETRY, NODES, packet)
 
 
 @pytest.mark.parametrize("region", sorted(REGIONS))
@@ -82,6 +76,8 @@ def test_a_flipped_header_bit_is_caught_at_the_first_hop(region: str, data: st.D
     bit = data.draw(st.integers(start * 8, end * 8 - 1))
     with pytest.raises(SphinxError) as caught:
         unwrap(GEOMETRY, NODES[0].private_key, _flip(PACKET, bit))
+    assert caught.value.replay_tag is None  # refused before the MAC verified
+    assert caught.value.key_epoch is None
     expected = {
         "ad": InvalidPacketError,
         "alpha": (InvalidMACError, InvalidKeyError),
@@ -100,8 +96,10 @@ def test_a_flipped_payload_bit_is_caught_at_the_last_hop(bit: int) -> None:
         result = unwrap(GEOMETRY, node.private_key, packet)
         assert isinstance(result, Forward)
         packet = result.packet
-    with pytest.raises(PayloadTagError):
-        unwrap(GEOMETRY, NODES[-1].private_key, packet)
+    with pytest.raises(PayloadTagError) as caught:
+        unwrap(GEOMETRY, NODES[-1].key, packet)
+    assert caught.value.replay_tag == replay_tag(packet[2:34])
+    assert caught.value.key_epoch == NODES[-1].key.epoch
 
 
 def test_the_untampered_packet_is_delivered() -> None:
@@ -170,19 +168,32 @@ def test_unknown_and_truncated_commands() -> None:
 
 
 def test_a_flipped_surb_reply_payload_is_caught_by_its_creator() -> None:
-    rng = seeded_rng(3)
-    surb, keys = new_surb(GEOMETRY, surb_path(NODES, RECIPIENT, b"s" * 16), rng)
+    surb, keys = new_surb(GEOMETRY, forward_path(NODES, RECIPIENT), rng=seeded_rng(3))
     _, packet = create_surb_reply(GEOMETRY, surb, PAYLOAD)
     result = _walk(_flip(packet, GEOMETRY.header_size * 8 + 100))
     assert isinstance(result, DeliverSurbReply)
     with pytest.raises(PayloadTagError):
-        decrypt_surb_payload(GEOMETRY, keys, result.payload)
+        decrypt_surb_payload(GEOMETRY, keys, result.surb_id, result.payload)
     intact = _walk(packet)
     assert isinstance(intact, DeliverSurbReply)
-    assert decrypt_surb_payload(GEOMETRY, keys, intact.payload) == PAYLOAD
+    assert decrypt_surb_payload(GEOMETRY, keys, intact.surb_id, intact.payload) == PAYLOAD
     other = SURBKeys(keys.surb_id, os.urandom(48), keys.hop_keys)
     with pytest.raises(PayloadTagError):
-        decrypt_surb_payload(GEOMETRY, other, intact.payload)
+        decrypt_surb_payload(GEOMETRY, other, intact.surb_id, intact.payload)
+
+
+def test_keys_of_another_surb_are_refused_before_decrypting() -> None:
+    surb, keys = new_surb(GEOMETRY, forward_path(NODES, RECIPIENT), rng=seeded_rng(4))
+    _, other_keys = new_surb(GEOMETRY, forward_path(NODES, RECIPIENT), rng=seeded_rng(5))
+    result = _walk(create_surb_reply(GEOMETRY, surb, PAYLOAD)[1])
+    assert isinstance(result, DeliverSurbReply)
+    assert other_keys.surb_id != result.surb_id
+    with pytest.raises(InvalidSURBError, match="another SURB"):
+        decrypt_surb_payload(GEOMETRY, other_keys, result.surb_id, result.payload)
+    # Even keys that would decrypt are refused under another id (the id is the key's label).
+    relabelled = SURBKeys(other_keys.surb_id, keys.replier_key, keys.hop_keys)
+    with pytest.raises(InvalidSURBError):
+        decrypt_surb_payload(GEOMETRY, relabelled, result.surb_id, result.payload)
 
 
 @settings(max_examples=100)
@@ -206,8 +217,6 @@ def test_bad_paths_and_payloads_are_rejected() -> None:
         create_packet(GEOMETRY, path + path[:1], PAYLOAD)
     with pytest.raises(PathError):
         create_packet(GEOMETRY, path[:-1], PAYLOAD)  # last hop has no recipient
-    with pytest.raises(PathError):
-        new_surb(GEOMETRY, path)  # no SurbReply command
     with pytest.raises(InvalidPacketError):
         create_packet(GEOMETRY, path, PAYLOAD + b"x")
     with pytest.raises(PathError):
