@@ -218,9 +218,9 @@ class AuthorityDaemon:
 
     async def _relay_phase(self, schedule: EpochSchedule, client: httpx.AsyncClient) -> None:
         epoch = schedule.epoch
-        halfway = (schedule.relay_at + schedule.reveal_relay_at) // 2
+        three_quarters = (schedule.relay_at + 3 * schedule.reveal_relay_at) // 4
         reveal = self.core.reveal_bytes(epoch, self.now())
-        with trio.move_on_at(self._trio_time(halfway)):
+        with trio.move_on_at(self._trio_time(three_quarters)):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._each_peer, self.peers, partial(self._relay, client, epoch))
                 if reveal is not None:

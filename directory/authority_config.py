@@ -18,7 +18,11 @@ from directory.endpoints import AuthorityEndpoint
 from directory.epoch import DEFAULT_EPOCH_LENGTH_MS, DEFAULT_ORIGIN_MS, EpochClock
 from directory.errors import ConfigError, DirectoryError
 from directory.http_app import DEFAULT_REQUEST_SECONDS
-from directory.http_server import ConnectionLimits
+from directory.http_server import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_PER_SOURCE,
+    ConnectionLimits,
+)
 from directory.parameters import ParameterRanges, Parameters, parameters_from_array
 from directory.vote import MAX_DESCRIPTORS
 from sphinx_packets import Geometry, SphinxError
@@ -201,10 +205,8 @@ def parse_authority_config(document: Mapping[str, Any], *, base: Path) -> Author
     if type(request_seconds) not in (int, float) or not 0.1 <= request_seconds <= 600:
         raise ConfigError("limits.request_seconds must be a number of seconds in 0.1..600")
     connections = ConnectionLimits(
-        max_connections=_positive(limits, "max_connections", ConnectionLimits.max_connections),
-        max_per_source=_positive(
-            limits, "max_connections_per_source", ConnectionLimits.max_per_source
-        ),
+        max_connections=_positive(limits, "max_connections", DEFAULT_MAX_CONNECTIONS),
+        max_per_source=_positive(limits, "max_connections_per_source", DEFAULT_MAX_PER_SOURCE),
     )
 
     config = AuthorityConfig(

@@ -8,7 +8,7 @@ The consensus for epoch `e` is built during epoch `e - 1` (of length T, starting
 
     S + T/2     vote_at          descriptor uploads for e close; each authority signs its
                                  vote (with its commitment) and hands it to the others
-    S + 5T/8    relay_at         votes close: each authority relays the votes it held at
+    S + 9T/16   relay_at         votes close: each authority relays the votes it held at
                                  this instant, and reveals the value it committed to
     S + 11T/16  reveal_relay_at  reveals close: each authority relays the reveals it held
     S + 3T/4    compute_at       relays close; each authority computes and signs
@@ -92,7 +92,7 @@ class EpochClock:
         return EpochSchedule(
             epoch=epoch,
             vote_at=building + length // 2,
-            relay_at=building + length * 5 // 8,
+            relay_at=building + length * 9 // 16,
             reveal_relay_at=building + length * 11 // 16,
             compute_at=building + length * 3 // 4,
             publish_at=building + length * 7 // 8,

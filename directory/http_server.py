@@ -35,10 +35,14 @@ FD_RESERVE = 64
 """Descriptors kept free for the database, logs and outgoing requests."""
 
 
+DEFAULT_MAX_CONNECTIONS = 512
+DEFAULT_MAX_PER_SOURCE = 32
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionLimits:
-    max_connections: int = 512
-    max_per_source: int = 32
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_per_source: int = DEFAULT_MAX_PER_SOURCE
 
     def within_descriptor_limit(self) -> ConnectionLimits:
         """These limits, lowered to fit the process's soft file-descriptor limit (and the

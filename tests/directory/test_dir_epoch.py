@@ -41,7 +41,7 @@ def test_phase_deadlines_lie_in_the_epoch_before() -> None:
         < schedule.valid_after
     )
     assert schedule.vote_at == building + 600_000
-    assert schedule.relay_at == building + 750_000
+    assert schedule.relay_at == building + 675_000
     assert schedule.reveal_relay_at == building + 825_000
     assert schedule.compute_at == building + 900_000
     assert schedule.publish_at == building + 1_050_000
