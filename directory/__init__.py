@@ -3,12 +3,14 @@ consensus (a sans-I/O core), the authority daemon and the consensus fetcher (thi
 drivers around it).
 
 Core modules (no Trio, no networking): `errors`, `canonical`, `signatures`, `epoch`,
-`parameters`, `descriptor`, `vote`, `consensus`, `compute`, `verify`, `signature_message`.
-Drivers: `authority_core` (decisions, with `storage`), `http_app`, `authority`, `fetcher`.
+`parameters`, `descriptor`, `vote`, `shared_random`, `relay`, `evidence`, `consensus`,
+`compute`, `verify`, `signature_message`, `registration`, `rejection`, `authority_core`
+(decisions, with `storage`). Drivers: `http_client`, `http_app`, `http_server`,
+`authority`, `fetcher`, `upload` (`upload_descriptor`, for nodes).
 The drivers are imported from their modules, so that the core does not pull in Trio.
 """
 
-from directory.compute import assign_layers, compute_consensus, low_median
+from directory.compute import compute_consensus, low_median
 from directory.consensus import (
     AuthoritySignature,
     Consensus,
@@ -36,13 +38,18 @@ from directory.errors import (
     ExpiredDocumentError,
     GeometryMismatchError,
     InsufficientSignaturesError,
+    InvalidTimeError,
     MalformedDocumentError,
     NonCanonicalEncodingError,
     SignatureError,
+    StorageError,
     UnknownAuthorityError,
+    UnsafeParametersError,
     WrongEpochError,
 )
-from directory.parameters import Parameters
+from directory.evidence import Equivocation, decode_equivocation
+from directory.parameters import SAFE_BOUNDS, ParameterRanges, Parameters, check_safe_parameters
+from directory.shared_random import Reveal, deal_layers, shared_random_value
 from directory.signature_message import (
     SignatureMessage,
     decode_signature_message,
@@ -68,29 +75,39 @@ __all__ = [
     "EpochSchedule",
     "ExpiredDocumentError",
     "GeometryMismatchError",
+    "Equivocation",
     "InsufficientSignaturesError",
+    "InvalidTimeError",
     "MalformedDocumentError",
     "NodeDescriptor",
     "NonCanonicalEncodingError",
+    "ParameterRanges",
     "Parameters",
+    "Reveal",
+    "SAFE_BOUNDS",
     "Role",
     "SignatureError",
     "SignatureMessage",
     "SignedConsensus",
     "SigningKey",
+    "StorageError",
     "UnknownAuthorityError",
+    "UnsafeParametersError",
     "Vote",
     "WrongEpochError",
-    "assign_layers",
     "authority_threshold",
+    "check_safe_parameters",
     "compute_consensus",
+    "deal_layers",
     "decode_consensus",
     "decode_descriptor",
+    "decode_equivocation",
     "decode_signature_message",
     "decode_signed_consensus",
     "decode_vote",
     "low_median",
     "node_id",
+    "shared_random_value",
     "sign_consensus_body",
     "sign_descriptor",
     "sign_vote",

@@ -23,6 +23,8 @@ from directory.errors import (
 )
 
 UINT64_MAX = (1 << 64) - 1
+MAX_EPOCH = (1 << 63) - 1
+"""The largest epoch number a document may carry (what SQLite's signed 64-bit integers hold)."""
 
 
 def pack(obj: Any) -> bytes:
@@ -44,6 +46,8 @@ def unpack(data: bytes, *, what: str, max_size: int, check_canonical: bool = Tru
             raw=False,
             use_list=True,
             strict_map_key=True,
+            max_map_len=0,  # documents have no maps
+            max_ext_len=0,  # nor extension types
         )
     except Exception as error:  # msgpack raises many types; all mean "not a document"
         raise MalformedDocumentError(
@@ -58,6 +62,15 @@ def unpack(data: bytes, *, what: str, max_size: int, check_canonical: bool = Tru
     if again != data:
         raise NonCanonicalEncodingError(f"{what}: not in canonical encoding")
     return obj
+
+
+def array_header(length: int) -> bytes:
+    """The canonical msgpack header of an array of `length` elements."""
+    if length < 16:
+        return bytes([0x90 | length])
+    if length < 1 << 16:
+        return b"\xdc" + length.to_bytes(2, "big")
+    return b"\xdd" + length.to_bytes(4, "big")
 
 
 def bin_header(length: int) -> bytes:
@@ -94,6 +107,11 @@ def field_blob(value: Any, what: str, max_size: int) -> bytes:
     if type(value) is not bytes or len(value) > max_size:
         raise MalformedDocumentError(f"{what}: expected at most {max_size} bytes")
     return value
+
+
+def field_epoch(value: Any, what: str) -> int:
+    """An epoch number: an integer in [0, MAX_EPOCH]."""
+    return field_int(value, what, 0, MAX_EPOCH)
 
 
 def field_int(value: Any, what: str, low: int = 0, high: int = UINT64_MAX) -> int:

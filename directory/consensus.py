@@ -3,9 +3,9 @@
 
 Encoding of the consensus body (docs/SPEC.md §2), a fixed-order array:
 
-    ["trimix-consensus-v1", epoch, valid_after_ms, fresh_until_ms, valid_until_ms,
-     parameters, geometry_hash, [[node_id, ...] per layer], [gateway node_id, ...],
-     [descriptor, ...]]
+    ["trimix-consensus-v2", epoch, valid_after_ms, fresh_until_ms, valid_until_ms,
+     parameters, geometry_hash, shared_random, [[node_id, ...] per layer],
+     [gateway node_id, ...], [descriptor, ...]]
 
 Node ids within a layer, the gateways and the descriptors (each embedded as its own
 `[body, signature]` array, so its canonical bytes appear unchanged) are in ascending
@@ -14,7 +14,9 @@ node-id order. The signed consensus is
     ["trimix-signed-consensus-v1", body_bytes, [[authority_key, signature], ...]]
 
 with `body_bytes` the canonical encoding of the body as a byte string, and the signatures
-(each over `body_bytes`) in ascending key order.
+(each over `body_bytes`) in ascending key order. The envelope is taken apart by its framing
+(no unpacking of the body, which may be 16 MiB) and its signature list is unpacked with
+length limits, so an unauthenticated document costs no more memory than its own bytes.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
+import msgpack  # type: ignore[import-untyped]
+
 from directory.canonical import (
-    bin_header,
     field_array,
-    field_blob,
     field_bytes,
+    field_epoch,
     field_int,
     field_tag,
     pack,
@@ -36,19 +39,24 @@ from directory.canonical import (
 )
 from directory.descriptor import NodeDescriptor, Role, descriptors_from_arrays
 from directory.errors import (
+    DocumentTooLargeError,
     DuplicateSignatureError,
     MalformedDocumentError,
     NonCanonicalEncodingError,
 )
 from directory.parameters import Parameters, parameters_from_array
-from directory.signatures import NODE_ID_SIZE, PUBLIC_KEY_SIZE, SIGNATURE_SIZE
+from directory.shared_random import SHARED_RANDOM_SIZE
+from directory.signatures import MAX_AUTHORITIES, NODE_ID_SIZE, PUBLIC_KEY_SIZE, SIGNATURE_SIZE
 from directory.vote import GEOMETRY_HASH_SIZE, MAX_DESCRIPTORS
 
-CONSENSUS_TAG = "trimix-consensus-v1"
+CONSENSUS_TAG = "trimix-consensus-v2"
 SIGNED_CONSENSUS_TAG = "trimix-signed-consensus-v1"
+BODY_FIELDS = 11
 MAX_CONSENSUS_SIZE = 16 * 1024 * 1024
-MAX_SIGNATURES = 64
-_ARRAY_OF_THREE = b"\x93"
+MAX_SIGNATURES = MAX_AUTHORITIES
+_SIGNATURE_ENTRY_SIZE = 1 + 2 + PUBLIC_KEY_SIZE + 2 + SIGNATURE_SIZE
+_MAX_SIGNATURE_LIST_SIZE = 3 + MAX_SIGNATURES * _SIGNATURE_ENTRY_SIZE
+_ENVELOPE_PREFIX = b"\x93" + pack(SIGNED_CONSENSUS_TAG)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +70,8 @@ class Consensus:
     valid_until_ms: int
     parameters: Parameters
     geometry_hash: bytes
+    shared_random: bytes
+    """The authorities' shared random value of the epoch, from which the layers are dealt."""
     layers: tuple[tuple[bytes, ...], ...]
     """Node ids of the mixes of each layer, first layer first."""
     gateways: tuple[bytes, ...]
@@ -96,6 +106,7 @@ class Consensus:
             self.valid_until_ms,
             self.parameters.to_array(),
             self.geometry_hash,
+            self.shared_random,
             [list(layer) for layer in self.layers],
             list(self.gateways),
             [d.to_array() for d in self.descriptors],
@@ -112,9 +123,9 @@ def decode_consensus(body_bytes: bytes) -> Consensus:
     The descriptors' signatures are not checked: the authorities did that before signing
     the consensus, and the authorities' signatures cover every byte of it."""
     body = unpack(body_bytes, what="consensus", max_size=MAX_CONSENSUS_SIZE)
-    field_array(body, "consensus", 10)
+    field_array(body, "consensus", BODY_FIELDS)
     field_tag(body[0], "consensus", CONSENSUS_TAG)
-    epoch = field_int(body[1], "consensus epoch")
+    epoch = field_epoch(body[1], "consensus epoch")
     valid_after = field_int(body[2], "consensus valid-after")
     fresh_until = field_int(body[3], "consensus fresh-until")
     valid_until = field_int(body[4], "consensus valid-until")
@@ -124,9 +135,10 @@ def decode_consensus(body_bytes: bytes) -> Consensus:
         )
     parameters = parameters_from_array(body[5])
     geometry_hash = field_bytes(body[6], "consensus geometry hash", GEOMETRY_HASH_SIZE)
-    raw_layers = field_array(body[7], "consensus layers", parameters.layers)
-    raw_gateways = field_array(body[8], "consensus gateways", max_size=MAX_DESCRIPTORS)
-    embedded = field_array(body[9], "consensus descriptors", max_size=MAX_DESCRIPTORS)
+    shared_random = field_bytes(body[7], "consensus shared random", SHARED_RANDOM_SIZE)
+    raw_layers = field_array(body[8], "consensus layers", parameters.layers)
+    raw_gateways = field_array(body[9], "consensus gateways", max_size=MAX_DESCRIPTORS)
+    embedded = field_array(body[10], "consensus descriptors", max_size=MAX_DESCRIPTORS)
 
     descriptors = descriptors_from_arrays(embedded, epoch, "consensus")
     mix_ids = {d.node_id for d in descriptors if d.role is Role.MIX}
@@ -154,6 +166,7 @@ def decode_consensus(body_bytes: bytes) -> Consensus:
         valid_until_ms=valid_until,
         parameters=parameters,
         geometry_hash=geometry_hash,
+        shared_random=shared_random,
         layers=layers,
         gateways=gateways,
         descriptors=tuple(descriptors),
@@ -200,24 +213,39 @@ class SignedConsensus:
 def decode_signed_consensus(data: bytes) -> SignedConsensus:
     """Decode the signed envelope; the body stays bytes (see `decode_consensus`).
 
-    A key that signs twice raises `DuplicateSignatureError`. Signatures are not verified
-    here (see `verify_consensus`)."""
-    outer = unpack(
-        data, what="signed consensus", max_size=MAX_CONSENSUS_SIZE, check_canonical=False
-    )
-    field_array(outer, "signed consensus", 3)
-    field_tag(outer[0], "signed consensus", SIGNED_CONSENSUS_TAG)
-    body = field_blob(outer[1], "signed consensus body", MAX_CONSENSUS_SIZE)
-    raw = field_array(outer[2], "signed consensus signatures", max_size=MAX_SIGNATURES)
-    # The canonical-form check, without re-encoding the (large) body: everything around it
-    # must be exactly what `pack` would write.
-    prefix = _ARRAY_OF_THREE + pack(SIGNED_CONSENSUS_TAG) + bin_header(len(body))
-    suffix = pack(raw)
-    if (
-        len(data) != len(prefix) + len(body) + len(suffix)
-        or not data.startswith(prefix)
-        or not data.endswith(suffix)
-    ):
+    The envelope is read by its framing: the body is sliced out, never unpacked here, and
+    only the short signature list is unpacked (with length limits). A key that signs twice
+    raises `DuplicateSignatureError`. Signatures are not verified here (see
+    `verify_consensus`)."""
+    if not isinstance(data, bytes):
+        raise MalformedDocumentError("signed consensus: expected bytes")
+    if len(data) > MAX_CONSENSUS_SIZE:
+        raise DocumentTooLargeError(
+            f"signed consensus: {len(data)} bytes, more than the limit of {MAX_CONSENSUS_SIZE}"
+        )
+    if not data.startswith(_ENVELOPE_PREFIX):
+        raise MalformedDocumentError("signed consensus: not a signed consensus envelope")
+    start, length = _bin_frame(data, len(_ENVELOPE_PREFIX))
+    body = data[start : start + length]
+    rest = data[start + length :]
+    if len(rest) > _MAX_SIGNATURE_LIST_SIZE:
+        raise MalformedDocumentError("signed consensus: the signature list is too long")
+    try:
+        raw = msgpack.unpackb(
+            rest,
+            raw=False,
+            max_array_len=MAX_SIGNATURES,
+            max_map_len=0,
+            max_str_len=0,
+            max_bin_len=SIGNATURE_SIZE,
+            max_ext_len=0,
+        )
+    except Exception as error:  # msgpack raises many types; all mean "not a document"
+        raise MalformedDocumentError(
+            f"signed consensus: malformed signature list ({type(error).__name__})"
+        ) from None
+    field_array(raw, "signed consensus signatures", max_size=MAX_SIGNATURES)
+    if pack(raw) != rest:
         raise NonCanonicalEncodingError("signed consensus: not in canonical encoding")
     signatures = []
     for entry in raw:
@@ -234,3 +262,21 @@ def decode_signed_consensus(data: bytes) -> SignedConsensus:
     if keys != sorted(keys):
         raise MalformedDocumentError("signed consensus: signatures not in key order")
     return SignedConsensus(body, tuple(signatures))
+
+
+def _bin_frame(data: bytes, offset: int) -> tuple[int, int]:
+    """Where the canonical msgpack byte string at `offset` starts, and its length."""
+    marker = data[offset : offset + 1]
+    sizes = {b"\xc4": 1, b"\xc5": 2, b"\xc6": 4}
+    if marker not in sizes:
+        raise MalformedDocumentError("signed consensus: the body is not a byte string")
+    width = sizes[marker]
+    start = offset + 1 + width
+    if start > len(data):
+        raise MalformedDocumentError("signed consensus: truncated")
+    length = int.from_bytes(data[offset + 1 : start], "big")
+    if start + length > len(data):
+        raise MalformedDocumentError("signed consensus: truncated")
+    if width > 1 and length < 1 << (8 * (width // 2)):
+        raise NonCanonicalEncodingError("signed consensus: not in canonical encoding")
+    return start, length

@@ -3,10 +3,12 @@ signed by its Ed25519 identity key.
 
 Encoding (see docs/SPEC.md §2): `[body, signature]` where `body` is the fixed-order array
 
-    ["trimix-descriptor-v1", epoch, name, role, layer_preference, identity_key, link_key,
+    ["trimix-descriptor-v2", epoch, name, role, identity_key, link_key,
      [sphinx_key_e, sphinx_key_e+1, sphinx_key_e+2], [[host, port], ...], version]
 
 and `signature` is the identity key's Ed25519 signature of the canonical bytes of `body`.
+A node states no layer preference (version 1 did): layers are dealt from the authorities'
+shared random value (`directory.shared_random`), which no node can predict or choose.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from enum import IntEnum
 from typing import Any
 
 from directory.canonical import (
-    UINT64_MAX,
+    MAX_EPOCH,
     field_array,
     field_bytes,
+    field_epoch,
     field_int,
     field_str,
     field_tag,
@@ -27,7 +30,6 @@ from directory.canonical import (
     unpack,
 )
 from directory.errors import BadSignatureError, MalformedDocumentError
-from directory.parameters import MAX_LAYERS
 from directory.signatures import (
     PUBLIC_KEY_SIZE,
     SIGNATURE_SIZE,
@@ -36,7 +38,8 @@ from directory.signatures import (
     verify_signature,
 )
 
-DESCRIPTOR_TAG = "trimix-descriptor-v1"
+DESCRIPTOR_TAG = "trimix-descriptor-v2"
+BODY_FIELDS = 9
 MAX_DESCRIPTOR_SIZE = 4096
 """The largest encoded descriptor accepted, in bytes."""
 SPHINX_KEYS_PER_DESCRIPTOR = 3
@@ -73,16 +76,11 @@ class Address:
 
 @dataclass(frozen=True, slots=True)
 class NodeDescriptor:
-    """A node's signed self-description for `epoch`.
-
-    `layer_preference` is 0 (none) or the 1-based mix layer the operator would like; the
-    consensus honours it while the layer has room. Gateways have no preference.
-    """
+    """A node's signed self-description for `epoch`."""
 
     epoch: int
     name: str
     role: Role
-    layer_preference: int
     identity_key: bytes
     link_key: bytes
     sphinx_keys: tuple[bytes, ...]
@@ -107,7 +105,6 @@ class NodeDescriptor:
             self.epoch,
             self.name,
             self.role,
-            self.layer_preference,
             self.identity_key,
             self.link_key,
             self.sphinx_keys,
@@ -135,7 +132,6 @@ def _body(
     epoch: int,
     name: str,
     role: int,
-    layer_preference: int,
     identity_key: bytes,
     link_key: bytes,
     sphinx_keys: tuple[bytes, ...],
@@ -147,7 +143,6 @@ def _body(
         epoch,
         name,
         int(role),
-        layer_preference,
         identity_key,
         link_key,
         list(sphinx_keys),
@@ -166,14 +161,12 @@ def sign_descriptor(
     sphinx_keys: tuple[bytes, ...],
     addresses: tuple[Address, ...],
     version: str,
-    layer_preference: int = 0,
 ) -> NodeDescriptor:
     """Build and sign a descriptor; raises `MalformedDocumentError` if a field is invalid."""
     body = _body(
         epoch,
         name,
         role,
-        layer_preference,
         signing_key.public_key,
         link_key,
         tuple(sphinx_keys),
@@ -221,19 +214,17 @@ def descriptor_from_fields(body: Any, signature: Any) -> NodeDescriptor:
 def _descriptor_fast(body: Any, signature: Any) -> NodeDescriptor | None:
     """The common case in straight-line code (a consensus holds thousands of descriptors);
     None if anything is off, and `_descriptor_checked` then says what."""
-    if type(body) is not list or len(body) != 10:
+    if type(body) is not list or len(body) != BODY_FIELDS:
         return None
-    tag, epoch, name, role_value, preference, identity_key, link_key, keys, raw, version = body
+    tag, epoch, name, role_value, identity_key, link_key, keys, raw, version = body
     if not (
         type(tag) is str
         and tag == DESCRIPTOR_TAG
         and type(epoch) is int
-        and 0 <= epoch <= UINT64_MAX
+        and 0 <= epoch <= MAX_EPOCH
         and type(name) is str
         and NAME_PATTERN.fullmatch(name)
         and type(role_value) is int
-        and type(preference) is int
-        and 0 <= preference <= MAX_LAYERS
         and type(identity_key) is bytes
         and len(identity_key) == PUBLIC_KEY_SIZE
         and type(link_key) is bytes
@@ -255,7 +246,7 @@ def _descriptor_fast(body: Any, signature: Any) -> NodeDescriptor | None:
     ):
         return None
     role = _ROLES.get(role_value)
-    if role is None or (role is Role.GATEWAY and preference != 0):
+    if role is None:
         return None
     addresses = []
     for entry in raw:
@@ -270,11 +261,12 @@ def _descriptor_fast(body: Any, signature: Any) -> NodeDescriptor | None:
         ):
             return None
         addresses.append(Address(host, port))
+    if len(set(addresses)) != len(addresses):
+        return None
     return NodeDescriptor(
         epoch,
         name,
         role,
-        preference,
         identity_key,
         link_key,
         tuple(keys),
@@ -286,19 +278,16 @@ def _descriptor_fast(body: Any, signature: Any) -> NodeDescriptor | None:
 
 def _descriptor_checked(body: Any, signature: Any) -> NodeDescriptor:
     what = "descriptor"
-    field_array(body, what, 10)
+    field_array(body, what, BODY_FIELDS)
     field_tag(body[0], what, DESCRIPTOR_TAG)
-    epoch = field_int(body[1], "descriptor epoch")
+    epoch = field_epoch(body[1], "descriptor epoch")
     name = field_str(body[2], "descriptor name", MAX_NAME_LENGTH, NAME_PATTERN)
     role = Role(field_int(body[3], "descriptor role", Role.MIX, Role.GATEWAY))
-    layer_preference = field_int(body[4], "descriptor layer preference", 0, MAX_LAYERS)
-    if role is Role.GATEWAY and layer_preference != 0:
-        raise MalformedDocumentError("descriptor layer preference: a gateway has none")
-    identity_key = field_bytes(body[5], "descriptor identity key", PUBLIC_KEY_SIZE)
-    link_key = field_bytes(body[6], "descriptor link key", LINK_KEY_SIZE)
-    keys = field_array(body[7], "descriptor Sphinx keys", SPHINX_KEYS_PER_DESCRIPTOR)
+    identity_key = field_bytes(body[4], "descriptor identity key", PUBLIC_KEY_SIZE)
+    link_key = field_bytes(body[5], "descriptor link key", LINK_KEY_SIZE)
+    keys = field_array(body[6], "descriptor Sphinx keys", SPHINX_KEYS_PER_DESCRIPTOR)
     sphinx_keys = tuple(field_bytes(k, "descriptor Sphinx key", SPHINX_KEY_SIZE) for k in keys)
-    raw_addresses = field_array(body[8], "descriptor addresses", max_size=MAX_ADDRESSES)
+    raw_addresses = field_array(body[7], "descriptor addresses", max_size=MAX_ADDRESSES)
     if not raw_addresses:
         raise MalformedDocumentError("descriptor addresses: at least one is needed")
     addresses = []
@@ -307,13 +296,14 @@ def _descriptor_checked(body: Any, signature: Any) -> NodeDescriptor:
         host = field_str(raw[0], "descriptor address host", MAX_HOST_LENGTH, HOST_PATTERN)
         port = field_int(raw[1], "descriptor address port", 1, 65535)
         addresses.append(Address(host, port))
-    version = field_str(body[9], "descriptor version", MAX_VERSION_LENGTH, VERSION_PATTERN)
+    if len(set(addresses)) != len(addresses):
+        raise MalformedDocumentError("descriptor addresses: an address is listed twice")
+    version = field_str(body[8], "descriptor version", MAX_VERSION_LENGTH, VERSION_PATTERN)
     field_bytes(signature, "descriptor signature", SIGNATURE_SIZE)
     return NodeDescriptor(
         epoch,
         name,
         role,
-        layer_preference,
         identity_key,
         link_key,
         sphinx_keys,

@@ -6,10 +6,14 @@ seconds (as `time.time()` returns) and are converted here, in one place.
 
 The consensus for epoch `e` is built during epoch `e - 1` (of length T, starting at S):
 
-    S + T/2     vote_at      descriptor uploads for e close; each authority signs its vote
-    S + 5T/8    compute_at   vote exchange closes; each authority computes and signs
-    S + 3T/4    publish_at   signature exchange closes; the consensus is published
-    S + T       valid_after  epoch e begins (= fresh_until of e - 1)
+    S + T/2     vote_at          descriptor uploads for e close; each authority signs its
+                                 vote (with its commitment) and hands it to the others
+    S + 9T/16   relay_at         votes close: each authority relays the votes it held at
+                                 this instant, and reveals the value it committed to
+    S + 11T/16  reveal_relay_at  reveals close: each authority relays the reveals it held
+    S + 3T/4    compute_at       relays close; each authority computes and signs
+    S + 7T/8    publish_at       signature exchange closes; the consensus is published
+    S + T       valid_after      epoch e begins (= fresh_until of e - 1)
     S + 2T      fresh_until  epoch e ends
     S + 3T      valid_until  the consensus of e expires: nodes keep epoch e's keys through
                              epoch e + 1 for packets in flight, and so may its consensus be used
@@ -20,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from directory.errors import ConfigError
+from directory.errors import ConfigError, InvalidTimeError
 
 DEFAULT_ORIGIN_MS = 1_704_067_200_000
 """2024-01-01T00:00:00Z."""
@@ -29,7 +33,10 @@ MIN_EPOCH_LENGTH_MS = 1000
 
 
 def to_ms(now: float) -> int:
-    """Float seconds since the Unix epoch to integer milliseconds (rounded down)."""
+    """Float seconds since the Unix epoch to integer milliseconds (rounded down);
+    `InvalidTimeError` for NaN, infinities and anything that is not a number."""
+    if type(now) not in (int, float) or not math.isfinite(now):
+        raise InvalidTimeError(f"not a finite time in seconds: {now!r}")
     return math.floor(now * 1000)
 
 
@@ -39,6 +46,8 @@ class EpochSchedule:
 
     epoch: int
     vote_at: int
+    relay_at: int
+    reveal_relay_at: int
     compute_at: int
     publish_at: int
     valid_after: int
@@ -83,8 +92,10 @@ class EpochClock:
         return EpochSchedule(
             epoch=epoch,
             vote_at=building + length // 2,
-            compute_at=building + length * 5 // 8,
-            publish_at=building + length * 3 // 4,
+            relay_at=building + length * 9 // 16,
+            reveal_relay_at=building + length * 11 // 16,
+            compute_at=building + length * 3 // 4,
+            publish_at=building + length * 7 // 8,
             valid_after=building + length,
             fresh_until=building + 2 * length,
             valid_until=building + 3 * length,

@@ -62,3 +62,16 @@ class ConsensusUnavailableError(DirectoryError):
 
 class ConfigError(DirectoryError):
     """An authority or fetcher configuration, or a key file, is invalid."""
+
+
+class StorageError(DirectoryError):
+    """The authority's database cannot be opened or used."""
+
+
+class UnsafeParametersError(DirectoryError):
+    """Parameters outside the documented safe bounds, or outside an authority's configured
+    acceptable ranges."""
+
+
+class InvalidTimeError(DirectoryError):
+    """A time (`now`) that is not a finite number of seconds."""

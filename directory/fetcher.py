@@ -2,7 +2,9 @@
 
 `fetch(epoch)` tries the configured authorities in random order, moves on when one is down,
 slow, has nothing or serves something that does not verify, and returns the first consensus
-that `verify_consensus` accepts. Verified documents are cached on disk (one file per epoch,
+that `verify_consensus` accepts. Each request has one deadline for the whole exchange
+(`request_timeout`) and its answer is read as a stream of at most the largest consensus
+allowed (`directory.http_client`), so a slow or hostile authority costs one timeout. Verified documents are cached on disk (one file per epoch,
 written atomically), so a restart does not need the network for the current epoch.
 
 `run()` keeps `current` up to date: it gets the current epoch's consensus, then fetches the
@@ -12,6 +14,7 @@ the current one expires; `on_consensus` hears of each new one.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -23,11 +26,13 @@ from pathlib import Path
 import httpx
 import trio
 
-from directory.consensus import Consensus
+from directory.consensus import MAX_CONSENSUS_SIZE, Consensus
 from directory.counters import Counters
 from directory.endpoints import AuthorityEndpoint
 from directory.epoch import EpochClock
 from directory.errors import ConsensusUnavailableError, DirectoryError
+from directory.http_client import PeerError, bounded_request
+from directory.signatures import authority_threshold
 from directory.verify import verify_consensus
 from sphinx_packets import Geometry
 
@@ -51,25 +56,37 @@ class ConsensusFetcher:
         rng: random.Random,
         now: Callable[[], float] = time.time,
         request_timeout: float = 5.0,
+        threshold: int | None = None,
+        counters: Counters | None = None,
     ) -> None:
         if not authorities:
             raise ValueError("a fetcher needs at least one authority")
         self.authorities = tuple(authorities)
         self.pinned_keys = frozenset(a.public_key for a in authorities)
+        self.threshold = authority_threshold(len(self.pinned_keys), threshold)
+        """Signatures required of a consensus (the authorities' configured t)."""
         self.geometry = geometry
         self.clock = clock
         self.cache_dir = cache_dir
         self.rng = rng
         self.now = now
         self.request_timeout = request_timeout
-        self.counters = Counters()
-        """Fetch outcomes: fetched, from_cache, unreachable, unavailable, rejected."""
+        self.counters = counters or Counters("trimix_fetcher_events", "Consensus fetches by outcome.")
+        """Fetch outcomes: fetched, from_cache, unreachable, timed_out, too_large,
+        unavailable, rejected."""
         self.current: Consensus | None = None
         """The consensus of the current epoch, once `run` has it."""
         self._documents: dict[int, Consensus] = {}
 
     def verify(self, document: bytes, epoch: int) -> Consensus:
-        return verify_consensus(document, self.pinned_keys, epoch, self.geometry, now=self.now())
+        return verify_consensus(
+            document,
+            self.pinned_keys,
+            epoch,
+            self.geometry,
+            now=self.now(),
+            threshold=self.threshold,
+        )
 
     async def fetch(self, epoch: int) -> Consensus:
         """The verified consensus of `epoch`: from memory, the disk cache, or an authority.
@@ -89,7 +106,7 @@ class ConsensusFetcher:
                 try:
                     document = await self._get(client, authority, epoch)
                     consensus = self.verify(document, epoch)
-                except (httpx.HTTPError, DirectoryError) as error:
+                except DirectoryError as error:
                     self.counters.increment(f"consensus.{_outcome(error)}")
                     failures.append(f"{authority.url}: {_describe(error)}")
                     log.debug(
@@ -163,10 +180,16 @@ class ConsensusFetcher:
     async def _get(
         self, client: httpx.AsyncClient, authority: AuthorityEndpoint, epoch: int
     ) -> bytes:
-        response = await client.get(authority.route(f"/v1/consensus/{epoch}"))
-        if response.status_code != 200:
-            raise ConsensusUnavailableError(f"HTTP {response.status_code}: {_reason(response)}")
-        return response.content
+        reply = await bounded_request(
+            client,
+            "GET",
+            authority.route(f"/v1/consensus/{epoch}"),
+            max_body=MAX_CONSENSUS_SIZE,
+            timeout=self.request_timeout,
+        )
+        if reply.status != 200:
+            raise ConsensusUnavailableError(f"HTTP {reply.status}: {_reason(reply.body)}")
+        return reply.body
 
     def _remember(self, consensus: Consensus) -> Consensus:
         self._documents[consensus.epoch] = consensus
@@ -224,26 +247,22 @@ class ConsensusFetcher:
 
 
 def _outcome(error: Exception) -> str:
-    if isinstance(error, httpx.HTTPError):
-        return "unreachable"
+    if isinstance(error, PeerError):
+        return error.outcome
     if isinstance(error, ConsensusUnavailableError):
         return "unavailable"
     return "rejected"
 
 
 def _describe(error: Exception) -> str:
-    if isinstance(error, httpx.TimeoutException):
+    if isinstance(error, PeerError) and error.outcome == "timed_out":
         return "timed out"
-    if isinstance(error, httpx.ConnectError):
-        return "connection failed"
-    if isinstance(error, httpx.HTTPError):
-        return f"HTTP error ({type(error).__name__})"
     return str(error)
 
 
-def _reason(response: httpx.Response) -> str:
+def _reason(body: bytes) -> str:
     try:
-        payload = response.json()
+        payload = json.loads(body)
         return str(payload.get("reason", "no reason given"))[:200]
     except (ValueError, AttributeError):
         return "no reason given"

@@ -12,12 +12,17 @@ from directory.signatures import SEED_SIZE, SigningKey
 
 
 def write_key_file(path: Path, key: SigningKey, *, overwrite: bool = False) -> None:
-    """Write `key`'s seed to a new file readable by its owner only."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    """Write `key`'s seed to a new file readable by its owner only. A symbolic link at
+    `path` is refused, also with `overwrite`: the key would land wherever it points."""
+    if path.is_symlink():
+        raise ConfigError(f"{path} is a symbolic link; refusing to write a key through it")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if overwrite else os.O_EXCL)
     try:
         descriptor = os.open(path, flags, 0o600)
     except FileExistsError:
         raise ConfigError(f"{path} exists; refusing to overwrite a key") from None
+    except OSError as error:
+        raise ConfigError(f"cannot write key file {path}: {error.strerror}") from None
     try:
         os.fchmod(descriptor, 0o600)
         os.write(descriptor, key.seed.hex().encode() + b"\n")

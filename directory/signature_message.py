@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from directory.canonical import field_array, field_bytes, field_int, field_tag, pack, unpack
+from directory.canonical import field_array, field_bytes, field_epoch, field_tag, pack, unpack
 from directory.errors import BadSignatureError
 from directory.signatures import (
     PUBLIC_KEY_SIZE,
@@ -88,7 +88,7 @@ def decode_signature_message(data: bytes) -> SignatureMessage:
     field_array(body, "signature message", 5)
     field_tag(body[0], "signature message", SIGNATURE_MESSAGE_TAG)
     message = SignatureMessage(
-        epoch=field_int(body[1], "signature message epoch"),
+        epoch=field_epoch(body[1], "signature message epoch"),
         authority_key=field_bytes(body[2], "signature message key", PUBLIC_KEY_SIZE),
         consensus_digest=field_bytes(body[3], "signature message digest", DIGEST_SIZE),
         consensus_signature=field_bytes(

@@ -18,6 +18,8 @@ PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
 SEED_SIZE = 32
 NODE_ID_SIZE = 32
+MAX_AUTHORITIES = 64
+"""The most authorities a network may pin (and signatures a consensus may carry)."""
 
 
 def node_id(identity_public_key: bytes) -> bytes:
@@ -76,6 +78,17 @@ def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> boo
     return True
 
 
-def authority_threshold(authority_count: int) -> int:
-    """How many of `authority_count` pinned authorities make a majority: ⌊n/2⌋ + 1."""
-    return authority_count // 2 + 1
+def authority_threshold(authority_count: int, threshold: int | None = None) -> int:
+    """How many of `authority_count` pinned authorities must sign a document: `threshold`
+    if given, else the default majority ⌊n/2⌋ + 1. A threshold outside ⌊n/2⌋ + 1 .. n is a
+    `ConfigError`: below a majority two disjoint sets of honest authorities could each sign a
+    document; above n nothing could ever be signed."""
+    majority = authority_count // 2 + 1
+    if threshold is None:
+        return majority
+    if type(threshold) is not int or not majority <= threshold <= authority_count:
+        raise ConfigError(
+            f"the signature threshold must be in {majority}..{authority_count} "
+            f"for {authority_count} authorities, not {threshold!r}"
+        )
+    return threshold

@@ -1,9 +1,9 @@
 """`verify_consensus`: what a client or node runs before trusting a consensus.
 
-The checks, in order: the envelope decodes and no key signs twice; at least ⌊n/2⌋ + 1 of
-the n distinct pinned authority keys have a valid signature over the body bytes; the body
-decodes; it is for the expected epoch; it has not expired; it carries the expected geometry
-hash. Signatures by keys that are not pinned, and invalid signatures, are ignored as long as
+The checks, in order: the envelope decodes and no key signs twice; at least t (default
+⌊n/2⌋ + 1) of the n distinct pinned authority keys have a valid signature over the body
+bytes; the body decodes; it is for the expected epoch; it has not expired; it carries the
+expected geometry hash; its parameters lie within the documented safe bounds. Signatures by keys that are not pinned, and invalid signatures, are ignored as long as
 the threshold is met (verification stops once it is); when it is not, the error names what
 was found.
 
@@ -28,6 +28,7 @@ from directory.errors import (
     UnknownAuthorityError,
     WrongEpochError,
 )
+from directory.parameters import check_safe_parameters
 from directory.signatures import authority_threshold, verify_signature
 from sphinx_packets import Geometry
 
@@ -39,12 +40,16 @@ def verify_consensus(
     geometry: Geometry,
     *,
     now: float,
+    threshold: int | None = None,
 ) -> Consensus:
     """The consensus in `doc_bytes` if it is valid for `epoch` at `now` (float seconds);
-    otherwise a `DirectoryError` subclass saying what was wrong."""
-    signed = decode_signed_consensus(doc_bytes)
+    otherwise a `DirectoryError` subclass saying what was wrong. `threshold` is the number
+    of pinned signatures required (default ⌊n/2⌋ + 1; a `ConfigError` outside ⌊n/2⌋ + 1..n);
+    parameters outside the safe bounds raise `UnsafeParametersError`."""
+    now_ms = to_ms(now)
     pinned = frozenset(pinned_authority_keys)
-    needed = authority_threshold(len(pinned))
+    needed = authority_threshold(len(pinned), threshold)
+    signed = decode_signed_consensus(doc_bytes)
     valid = 0
     invalid = 0
     unknown = 0
@@ -71,11 +76,12 @@ def verify_consensus(
     consensus = decode_consensus(signed.body)
     if consensus.epoch != epoch:
         raise WrongEpochError(f"consensus: for epoch {consensus.epoch}, expected {epoch}")
-    late_ms = to_ms(now) - consensus.valid_until_ms
+    late_ms = now_ms - consensus.valid_until_ms
     if late_ms >= 0:
         raise ExpiredDocumentError(f"consensus: epoch {consensus.epoch} expired {late_ms} ms ago")
     if not hmac.compare_digest(consensus.geometry_hash, geometry.hash()):
         raise GeometryMismatchError(
             "consensus: its geometry hash is not the hash of the expected geometry"
         )
+    check_safe_parameters(consensus.parameters)
     return consensus

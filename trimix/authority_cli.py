@@ -88,14 +88,20 @@ def run(config_path: Path, log_level: str) -> None:
         config = load_authority_config(config_path)
         key = read_key_file(config.key_file)
         store = AuthorityStore(config.data_dir / DATABASE_NAME)
-        core = AuthorityCore(key, config.policy(), store)
     except (DirectoryError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        core = AuthorityCore(key, config.policy(), store)
+    except DirectoryError as error:
+        store.close()
         raise click.ClickException(str(error)) from None
     daemon = AuthorityDaemon(
         core,
         config.peers(key.public_key),
         listen_host=config.listen_host,
         listen_port=config.listen_port,
+        request_seconds=config.request_seconds,
+        connection_limits=config.connection_limits,
     )
     try:
         trio.run(_serve_until_signal, daemon)

@@ -11,6 +11,7 @@ from directory.consensus import AuthoritySignature, Consensus, SignedConsensus
 from directory.descriptor import Address, NodeDescriptor, Role, sign_descriptor
 from directory.epoch import EpochClock
 from directory.parameters import Parameters
+from directory.shared_random import Reveal, reveal_for
 from directory.signatures import SigningKey
 from directory.vote import Vote, sign_vote
 from sphinx_packets import Geometry
@@ -28,9 +29,9 @@ def make_descriptor(
     *,
     key: SigningKey | None = None,
     role: Role = Role.MIX,
-    layer_preference: int = 0,
     name: str | None = None,
     port: int = 4000,
+    host: str = "127.0.0.1",
 ) -> NodeDescriptor:
     key = key or signing_key(rng)
     return sign_descriptor(
@@ -38,10 +39,9 @@ def make_descriptor(
         epoch=epoch,
         name=name or f"node-{key.public_key[:4].hex()}",
         role=role,
-        layer_preference=layer_preference,
         link_key=rng.randbytes(32),
         sphinx_keys=tuple(rng.randbytes(32) for _ in range(3)),
-        addresses=(Address("127.0.0.1", port),),
+        addresses=(Address(host, port),),
         version="0.1.0",
     )
 
@@ -60,13 +60,23 @@ def make_vote(
     parameters: Parameters | None = None,
     geometry: Geometry = GEOMETRY,
 ) -> Vote:
+    """A vote committing to `reveal_of(key, epoch)`."""
     return sign_vote(
         key,
         epoch=epoch,
         parameters=parameters or Parameters.default(),
         geometry_hash=geometry.hash(),
+        commitment=reveal_of(key, epoch).commitment(),
         descriptors=descriptors,
     )
+
+
+def reveal_of(key: SigningKey, epoch: int) -> Reveal:
+    return Reveal(epoch, key.public_key, reveal_for(key, epoch))
+
+
+def reveals_of(keys: Sequence[SigningKey], epoch: int) -> list[Reveal]:
+    return [reveal_of(k, epoch) for k in keys]
 
 
 def signed_document(consensus: Consensus, signers: Sequence[SigningKey]) -> bytes:
@@ -88,7 +98,11 @@ def make_consensus(
     network = make_network(rng, epoch, mixes, gateways)
     votes = [make_vote(k, epoch, network) for k in authorities]
     return compute_consensus(
-        votes, epoch=epoch, authorities=[k.public_key for k in authorities], clock=clock
+        votes,
+        epoch=epoch,
+        authorities=[k.public_key for k in authorities],
+        clock=clock,
+        reveals=reveals_of(authorities, epoch),
     )
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
@@ -13,6 +15,7 @@ from dir_helpers import GEOMETRY, free_port, signing_key
 
 from directory.authority import AuthorityDaemon
 from directory.authority_core import AuthorityCore, AuthorityPolicy
+from directory.descriptor import Role
 from directory.endpoints import AuthorityEndpoint
 from directory.epoch import EpochClock
 from directory.parameters import Parameters
@@ -64,17 +67,28 @@ async def start_authority(
     data_dir: Path,
     *,
     parameters: Parameters | None = None,
+    allowed_nodes: Mapping[bytes, Role] | None = None,
+    daemon_options: Mapping[str, Any] | None = None,
+    **policy_options: Any,
 ) -> RunningAuthority:
+    """A daemon on `endpoint`. With `allowed_nodes`, registration is closed to them (with
+    loopback addresses allowed, as a local testnet runs); without, it is open."""
     policy = AuthorityPolicy(
         authorities=frozenset(e.public_key for e in everyone),
         clock=clock,
         parameters=parameters or Parameters.default(),
         geometry=GEOMETRY,
+        allowed_nodes=allowed_nodes or {},
+        open_registration=allowed_nodes is None,
+        allow_loopback_addresses=True,
+        **policy_options,
     )
     store = AuthorityStore(data_dir / "authority.sqlite3")
     core = AuthorityCore(key, policy, store)
     port = int(endpoint.url.rsplit(":", 1)[1])
-    daemon = AuthorityDaemon(core, everyone, listen_host="127.0.0.1", listen_port=port)
+    daemon = AuthorityDaemon(
+        core, everyone, listen_host="127.0.0.1", listen_port=port, **(daemon_options or {})
+    )
     running = RunningAuthority(key, endpoint, store, daemon)
 
     async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -85,6 +99,20 @@ async def start_authority(
 
     await nursery.start(run)
     return running
+
+
+async def upload_all(documents: Sequence[bytes], endpoints: Sequence[AuthorityEndpoint]) -> None:
+    """Upload every document to every authority, all at once; each must be accepted."""
+    async with httpx.AsyncClient(timeout=10) as client:
+
+        async def one(endpoint: AuthorityEndpoint, document: bytes) -> None:
+            response = await client.post(endpoint.route("/v1/descriptor"), content=document)
+            assert response.status_code == 200, response.text
+
+        async with trio.open_nursery() as nursery:
+            for endpoint in endpoints:
+                for document in documents:
+                    nursery.start_soon(one, endpoint, document)
 
 
 async def upload(endpoint: AuthorityEndpoint, document: bytes) -> httpx.Response:

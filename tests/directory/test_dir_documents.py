@@ -13,8 +13,7 @@ from dir_helpers import GEOMETRY, make_descriptor, make_vote, signing_key
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from directory.canonical import pack, unpack
-from directory.compute import assign_layers
+from directory.canonical import MAX_EPOCH, pack, unpack
 from directory.consensus import (
     AuthoritySignature,
     Consensus,
@@ -37,14 +36,23 @@ from directory.errors import (
     DuplicateSignatureError,
     MalformedDocumentError,
     NonCanonicalEncodingError,
+    UnknownAuthorityError,
 )
+from directory.evidence import decode_equivocation, equivocation
 from directory.parameters import Parameters
+from directory.relay import decode_relay_index, encode_relay_index
+from directory.shared_random import (
+    Reveal,
+    deal_layers,
+    decode_reveal,
+    decode_reveal_set,
+    encode_reveal_set,
+)
 from directory.signature_message import decode_signature_message, sign_consensus_body
 from directory.signatures import SigningKey, node_id
-from directory.vote import decode_vote, sign_vote
+from directory.vote import MAX_VOTE_SIZE, decode_vote, read_vote_prefix, sign_vote
 
-UINT64 = st.integers(0, (1 << 64) - 1)
-EPOCHS = st.integers(0, (1 << 64) - 3)
+EPOCHS = st.integers(0, MAX_EPOCH)
 KEYS = st.binary(min_size=32, max_size=32).map(SigningKey.from_seed)
 NAMES = st.from_regex(r"[A-Za-z0-9._-]{1,64}", fullmatch=True)
 HOSTS = st.from_regex(r"[A-Za-z0-9.:\[\]-]{1,40}", fullmatch=True)
@@ -69,11 +77,17 @@ def descriptors(draw: st.DrawFn, epoch: int | None = None) -> NodeDescriptor:
         epoch=draw(EPOCHS) if epoch is None else epoch,
         name=draw(NAMES),
         role=role,
-        layer_preference=0 if role is Role.GATEWAY else draw(st.integers(0, 16)),
         link_key=draw(st.binary(min_size=32, max_size=32)),
         sphinx_keys=tuple(draw(st.binary(min_size=32, max_size=32)) for _ in range(3)),
         addresses=tuple(
-            draw(st.lists(st.builds(Address, HOSTS, st.integers(1, 65535)), min_size=1, max_size=8))
+            draw(
+                st.lists(
+                    st.builds(Address, HOSTS, st.integers(1, 65535)),
+                    min_size=1,
+                    max_size=8,
+                    unique=True,
+                )
+            )
         ),
         version=draw(VERSIONS),
     )
@@ -88,6 +102,7 @@ def votes(draw: st.DrawFn):  # type: ignore[no-untyped-def]
         epoch=epoch,
         parameters=draw(PARAMETERS),
         geometry_hash=draw(st.binary(min_size=32, max_size=32)),
+        commitment=draw(st.binary(min_size=32, max_size=32)),
         descriptors=nodes,
     )
 
@@ -100,6 +115,7 @@ def consensuses(draw: st.DrawFn) -> Consensus:
     nodes.sort(key=lambda d: d.node_id)
     valid_after = draw(st.integers(0, 1 << 50))
     fresh_until = valid_after + draw(st.integers(1, 1 << 40))
+    shared = draw(st.binary(min_size=32, max_size=32))
     return Consensus(
         epoch=epoch,
         valid_after_ms=valid_after,
@@ -107,7 +123,10 @@ def consensuses(draw: st.DrawFn) -> Consensus:
         valid_until_ms=fresh_until + draw(st.integers(0, 1 << 40)),
         parameters=parameters,
         geometry_hash=draw(st.binary(min_size=32, max_size=32)),
-        layers=assign_layers(epoch, [d for d in nodes if d.role is Role.MIX], parameters.layers),
+        shared_random=shared,
+        layers=deal_layers(
+            shared, [d.node_id for d in nodes if d.role is Role.MIX], parameters.layers
+        ),
         gateways=tuple(d.node_id for d in nodes if d.role is Role.GATEWAY),
         descriptors=tuple(nodes),
     )
@@ -163,7 +182,7 @@ def test_signed_consensus_round_trip(signed: SignedConsensus) -> None:
 
 
 @ROBUST
-@given(KEYS, UINT64, st.binary(max_size=200))
+@given(KEYS, EPOCHS, st.binary(max_size=200))
 def test_signature_message_round_trip(key: SigningKey, epoch: int, body: bytes) -> None:
     message = sign_consensus_body(key, epoch=epoch, consensus_body=body)
     data = message.to_bytes()
@@ -179,6 +198,8 @@ def test_signature_message_round_trip(key: SigningKey, epoch: int, body: bytes) 
 DECODERS = [
     decode_descriptor,
     decode_vote,
+    decode_reveal,
+    decode_equivocation,
     decode_consensus,
     decode_signed_consensus,
     decode_signature_message,
@@ -304,10 +325,42 @@ def test_oversized_descriptor_is_rejected() -> None:
         decode_descriptor(b"\x00" * (MAX_DESCRIPTOR_SIZE + 1))
 
 
-def test_gateway_cannot_prefer_a_layer() -> None:
+def test_a_descriptor_states_no_layer_preference() -> None:
+    """Version 2 has no layer preference: a version-1 body (with one) is refused."""
     rng = random.Random(3)
-    with pytest.raises(MalformedDocumentError, match="gateway"):
-        make_descriptor(rng, 1, role=Role.GATEWAY, layer_preference=2)
+    descriptor = make_descriptor(rng, 1)
+    body = descriptor.body()
+    assert len(body) == 9 and body[0] == "trimix-descriptor-v2"
+    old = ["trimix-descriptor-v1", *body[1:4], 2, *body[4:]]
+    key = signing_key(rng)
+    old[5] = key.public_key
+    with pytest.raises(MalformedDocumentError, match="expected 9 elements"):
+        decode_descriptor(pack([old, key.sign(pack(old))]))
+
+
+def test_an_address_listed_twice_is_refused() -> None:
+    rng = random.Random(31)
+    with pytest.raises(MalformedDocumentError, match="twice"):
+        sign_descriptor(
+            signing_key(rng),
+            epoch=1,
+            name="node",
+            role=Role.MIX,
+            link_key=b"l" * 32,
+            sphinx_keys=(b"s" * 32,) * 3,
+            addresses=(Address("192.0.2.1", 1), Address("192.0.2.1", 1)),
+            version="0.1",
+        )
+
+
+def test_epochs_beyond_two_to_the_63_are_refused() -> None:
+    rng = random.Random(32)
+    descriptor = make_descriptor(rng, 1)
+    body = descriptor.body()
+    key = signing_key(rng)
+    body[1], body[4] = 1 << 63, key.public_key
+    with pytest.raises(MalformedDocumentError, match="epoch"):
+        decode_descriptor(pack([body, key.sign(pack(body))]))
 
 
 @pytest.mark.parametrize(
@@ -344,7 +397,7 @@ def test_vote_descriptors_must_be_in_node_id_order() -> None:
     key = signing_key(rng)
     vote = make_vote(key, 2, [make_descriptor(rng, 2) for _ in range(3)])
     body = vote.body()
-    body[5] = list(reversed(body[5]))
+    body[6] = list(reversed(body[6]))
     with pytest.raises(MalformedDocumentError, match="order"):
         decode_vote(pack([body, key.sign(pack(body))]))
 
@@ -383,7 +436,7 @@ def test_consensus_layers_must_hold_every_mix_once() -> None:
 
     consensus = make_consensus(rng, keys, 4, EpochClock(), mixes=4, gateways=1)
     body = consensus.body()
-    body[7] = [body[7][0], body[7][0], body[7][2]]  # a mix twice, another missing
+    body[8] = [body[8][0], body[8][0], body[8][2]]  # a mix twice, another missing
     with pytest.raises(MalformedDocumentError, match="layers"):
         decode_consensus(pack(body))
 
@@ -407,8 +460,92 @@ def test_signed_consensus_must_be_canonical_around_its_body() -> None:
     with pytest.raises(NonCanonicalEncodingError):
         decode_signed_consensus(as_bin32)
     as_array16 = b"\xdc\x00\x03" + canonical[1:]
-    with pytest.raises(NonCanonicalEncodingError):
+    with pytest.raises(MalformedDocumentError):
         decode_signed_consensus(as_array16)
     trailing = canonical + b"\x00"
     with pytest.raises(MalformedDocumentError):
         decode_signed_consensus(trailing)
+
+
+# Bounded decoding: what an unauthenticated peer sends costs no more than its own bytes.
+
+
+def test_a_vote_prefix_names_its_signer_and_epoch() -> None:
+    rng = random.Random(13)
+    key = signing_key(rng)
+    data = make_vote(key, 7, [make_descriptor(rng, 7)]).to_bytes()
+    for cut in range(0, 40):
+        assert read_vote_prefix(data[:cut]) is None
+    prefix = read_vote_prefix(data[:64])
+    assert prefix is not None and (prefix.epoch, prefix.authority_key) == (7, key.public_key)
+    with pytest.raises(MalformedDocumentError):
+        read_vote_prefix(b"\x90" * 64)
+
+
+def test_an_unpinned_signer_is_refused_before_the_rest_is_looked_at() -> None:
+    """The memory bomb: a vote envelope whose body is 16 MiB of empty arrays. Refused from
+    its first bytes (unpinned signer), or at the signature (pinned key, forged), never
+    unpacked."""
+    rng = random.Random(14)
+    stranger, pinned = signing_key(rng), signing_key(rng)
+    for signer in (stranger, pinned):
+        head = b"\x92\x97" + pack("trimix-vote-v2") + pack(5) + pack(signer.public_key)
+        bomb = head + b"\x90" * (MAX_VOTE_SIZE - len(head) - 70) + b"\xc4\x40" + bytes(64)
+        with pytest.raises(DirectoryError) as caught:
+            decode_vote(bomb, authorities={pinned.public_key})
+        expected = UnknownAuthorityError if signer is stranger else BadSignatureError
+        assert type(caught.value) is expected
+
+
+def test_a_signed_vote_cannot_hide_a_bomb_in_a_descriptor() -> None:
+    """Even a pinned authority's valid signature does not let one descriptor entry grow past
+    the descriptor limit: each entry is unpacked within a window of that size."""
+    key = signing_key(random.Random(15))
+    bomb = [[[]] * 16] * 16 * 16 * 16  # 65,536 empty arrays in one "descriptor"
+    body = [
+        "trimix-vote-v2",
+        3,
+        key.public_key,
+        Parameters.default().to_array(),
+        GEOMETRY.hash(),
+        bytes(32),
+        [bomb],
+    ]
+    data = pack([body, key.sign(pack(body))])
+    with pytest.raises(MalformedDocumentError, match="larger than the limit|not valid"):
+        decode_vote(data)
+
+
+def test_a_signed_consensus_envelope_is_taken_apart_without_unpacking_its_body() -> None:
+    key = signing_key(random.Random(16))
+    body = b"\x90" * 1_000_000
+    document = SignedConsensus(
+        body, (AuthoritySignature(key.public_key, key.sign(body)),)
+    ).to_bytes()
+    assert decode_signed_consensus(document).body == body
+    long_list = document + b"\x00" * 10_000
+    with pytest.raises(MalformedDocumentError, match="too long"):
+        decode_signed_consensus(long_list)
+
+
+def test_reveals_relay_indexes_and_evidence_round_trip() -> None:
+    rng = random.Random(17)
+    keys = [signing_key(rng) for _ in range(3)]
+    reveal = Reveal(4, keys[0].public_key, rng.randbytes(32))
+    assert decode_reveal(reveal.to_bytes()) == reveal
+    data = encode_reveal_set(4, [reveal])
+    assert decode_reveal_set(data, 4) == [reveal]
+    with pytest.raises(MalformedDocumentError, match="epoch 5"):
+        decode_reveal_set(data, 5)
+    entries = [(k.public_key, rng.randbytes(32)) for k in keys]
+    assert decode_relay_index(encode_relay_index(4, entries), 4) == sorted(entries)
+    one = make_vote(keys[1], 4, [])
+    other = make_vote(keys[1], 4, [make_descriptor(rng, 4)])
+    evidence = equivocation(one.to_bytes(), other.to_bytes())
+    assert evidence.authority_key == keys[1].public_key
+    pinned = {k.public_key for k in keys}
+    assert decode_equivocation(evidence.to_bytes(), authorities=pinned) == evidence
+    with pytest.raises(MalformedDocumentError):
+        equivocation(one.to_bytes(), make_vote(keys[2], 4, []).to_bytes())
+    with pytest.raises(MalformedDocumentError):
+        equivocation(one.to_bytes(), one.to_bytes())

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from directory.epoch import DEFAULT_EPOCH_LENGTH_MS, EpochClock, to_ms
-from directory.errors import ConfigError
+from directory.errors import ConfigError, DirectoryError, InvalidTimeError
 
 
 def test_default_epochs_are_twenty_minutes() -> None:
@@ -32,13 +34,17 @@ def test_phase_deadlines_lie_in_the_epoch_before() -> None:
     assert (
         building
         < schedule.vote_at
+        < schedule.relay_at
+        < schedule.reveal_relay_at
         < schedule.compute_at
         < schedule.publish_at
         < schedule.valid_after
     )
     assert schedule.vote_at == building + 600_000
-    assert schedule.compute_at == building + 750_000
-    assert schedule.publish_at == building + 900_000
+    assert schedule.relay_at == building + 675_000
+    assert schedule.reveal_relay_at == building + 825_000
+    assert schedule.compute_at == building + 900_000
+    assert schedule.publish_at == building + 1_050_000
     assert schedule.valid_after == clock.start_ms(3)
     assert schedule.fresh_until == clock.start_ms(4)
     assert schedule.valid_until == clock.start_ms(5)
@@ -48,7 +54,16 @@ def test_phase_deadlines_lie_in_the_epoch_before() -> None:
 def test_seconds_long_epochs_for_tests() -> None:
     clock = EpochClock(origin_ms=0, length_ms=1_000)
     schedule = clock.schedule(1)
-    assert 0 < schedule.vote_at < schedule.compute_at < schedule.publish_at < 1_000
+    phases = [
+        schedule.vote_at,
+        schedule.relay_at,
+        schedule.reveal_relay_at,
+        schedule.compute_at,
+        schedule.publish_at,
+    ]
+    assert 0 < phases[0] and phases[-1] < 1_000
+    # Every phase of a one-second epoch still lasts at least 60 ms.
+    assert all(b - a >= 60 for a, b in zip(phases, [*phases[1:], 1_000], strict=True))
 
 
 @pytest.mark.parametrize("length", [0, 999, -5])
@@ -64,3 +79,11 @@ def test_epoch_zero_has_no_schedule() -> None:
 
 def test_to_ms_rounds_down() -> None:
     assert to_ms(1.0019) == 1001
+
+
+@pytest.mark.parametrize("now", [math.nan, math.inf, -math.inf, "12", None])
+def test_a_time_that_is_not_a_finite_number_is_a_directory_error(now: object) -> None:
+    with pytest.raises(InvalidTimeError):
+        to_ms(now)  # type: ignore[arg-type]
+    with pytest.raises(DirectoryError):
+        EpochClock().epoch_at(now)  # type: ignore[arg-type]

@@ -136,8 +136,8 @@ async def test_bad_requests_get_clear_4xx_and_are_counted(
     assert counters["descriptor.rejected.stale"] == 1
     assert counters["vote.rejected.unknown_authority"] == 1
     assert counters["signature.rejected.unknown_authority"] == 1
-    assert counters["http.rejected.bad_epoch"] == 2
-    assert counters["consensus.get.not_found"] == 1
+    assert counters["consensus.rejected.bad_epoch"] == 2
+    assert counters["consensus.rejected.not_found"] == 1
     assert counters["http.rejected.method_not_allowed"] == 2
     assert "http.internal_error" not in counters
 
@@ -146,3 +146,52 @@ async def test_bad_requests_get_clear_4xx_and_are_counted(
     text = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("httpx"))
     assert "127.0.0.1" not in text
     assert node.node_id.hex() not in text and node.identity_key.hex() not in text
+
+
+async def test_every_route_answers_405_to_a_wrong_method_and_huge_epochs_are_4xx(
+    authority: RunningAuthority, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Finding 9: an epoch of 2^63 or more in a path is refused before it reaches SQLite
+    (which would overflow): a 400, and no traceback in the log."""
+    caplog.set_level(logging.INFO)
+    route = authority.endpoint.route
+    key = "00" * 32
+    gets = [
+        "/v1/health",
+        "/metrics",
+        "/v1/vote/5",
+        "/v1/relay/5",
+        f"/v1/vote/5/{key}",
+        "/v1/reveal/5",
+        "/v1/reveals/5",
+        "/v1/signature/5",
+        "/v1/consensus/5",
+        "/v1/evidence/5",
+        f"/v1/evidence/5/{key}",
+    ]
+    posts = ["/v1/descriptor", "/v1/vote", "/v1/reveal", "/v1/signature"]
+    async with httpx.AsyncClient(timeout=5) as client:
+        for path in gets:
+            for method in ("POST", "PUT", "DELETE", "PATCH"):
+                response = await client.request(method, route(path), content=b"x")
+                assert response.status_code == 405, (method, path)
+                assert response.json()["error"] == "method_not_allowed"
+        for path in posts:
+            for method in ("GET", "PUT", "DELETE"):
+                response = await client.request(method, route(path))
+                assert response.status_code == 405, (method, path)
+        for epoch in (str(1 << 63), str((1 << 64) - 1), str(1 << 64), "9" * 30):
+            for path in gets[2:]:
+                response = await client.get(route(path.replace("/5", f"/{epoch}")))
+                assert response.status_code == 400, (path, epoch)
+                assert response.json()["error"] == "bad_epoch"
+        largest = await client.get(route(f"/v1/consensus/{(1 << 63) - 1}"))
+        assert largest.status_code == 404
+        metrics = await client.get(route("/metrics"))
+        assert metrics.status_code == 200
+        assert 'trimix_authority_events_total{outcome="http.rejected.method_not_allowed"}' in (
+            metrics.text
+        )
+        health = (await client.get(route("/v1/health"))).json()
+    assert "http.internal_error" not in health["counters"]
+    assert "Traceback" not in caplog.text and "internal error" not in caplog.text

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
+from dataclasses import replace
 
 import pytest
 from dir_helpers import GEOMETRY, make_consensus, signed_document, signing_key
@@ -14,15 +16,19 @@ from directory.consensus import AuthoritySignature, SignedConsensus, decode_sign
 from directory.epoch import EpochClock
 from directory.errors import (
     BadSignatureError,
+    ConfigError,
     DirectoryError,
     DuplicateSignatureError,
     ExpiredDocumentError,
     GeometryMismatchError,
     InsufficientSignaturesError,
+    InvalidTimeError,
     MalformedDocumentError,
     UnknownAuthorityError,
+    UnsafeParametersError,
     WrongEpochError,
 )
+from directory.parameters import check_safe_parameters
 from directory.verify import verify_consensus
 from sphinx_packets import Geometry
 
@@ -165,3 +171,44 @@ def test_any_byte_flip_is_rejected(position: int, flip: int) -> None:
     document[position % len(document)] ^= flip
     with pytest.raises(DirectoryError):
         verify_consensus(bytes(document), PINNED, EPOCH, GEOMETRY, now=NOW)
+
+
+def test_a_configured_threshold_is_enforced_and_validated() -> None:
+    two = signed_document(CONSENSUS, AUTHORITIES[:2])
+    assert verify_consensus(two, PINNED, EPOCH, GEOMETRY, now=NOW, threshold=2) == CONSENSUS
+    with pytest.raises(InsufficientSignaturesError, match="3 needed"):
+        verify_consensus(two, PINNED, EPOCH, GEOMETRY, now=NOW, threshold=3)
+    for threshold in (1, 4):  # below a majority, or more than there are authorities
+        with pytest.raises(ConfigError, match="threshold must be in 2..3"):
+            verify_consensus(two, PINNED, EPOCH, GEOMETRY, now=NOW, threshold=threshold)
+
+
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        ({"lambda_p_mhz": 0}, "lambda_p_mhz"),
+        ({"lambda_l_mhz": 0, "lambda_d_mhz": 0, "lambda_m_mhz": 0}, "lambda_l_mhz"),
+        ({"mean_delay_ms": 3_600_000}, "mean_delay_ms"),
+        ({"lambda_d_mhz": 1_000_000_000}, "lambda_d_mhz"),
+    ],
+)
+def test_unsafe_parameters_are_refused_even_when_signed(change: dict, field: str) -> None:  # type: ignore[type-arg]
+    """What one byzantine authority could make the low median of two votes: refused by
+    every node and client, with a clear error, whatever signatures it carries."""
+    unsafe = replace(CONSENSUS, parameters=replace(CONSENSUS.parameters, **change))
+    document = signed_document(unsafe, AUTHORITIES)
+    with pytest.raises(UnsafeParametersError, match=field):
+        verify_consensus(document, PINNED, EPOCH, GEOMETRY, now=NOW)
+
+
+def test_the_delay_cap_is_twenty_mean_delays() -> None:
+    parameters = CONSENSUS.parameters
+    assert parameters.max_delay_ms == 20 * parameters.mean_delay_ms
+    assert math.exp(-parameters.max_delay_ms / parameters.mean_delay_ms) < 3e-9
+    assert check_safe_parameters(parameters) is parameters
+
+
+@pytest.mark.parametrize("now", [math.nan, math.inf])
+def test_a_time_that_is_not_finite_is_refused(now: float) -> None:
+    with pytest.raises(InvalidTimeError):
+        verify_consensus(signed_document(CONSENSUS, AUTHORITIES), PINNED, EPOCH, GEOMETRY, now=now)
