@@ -36,7 +36,7 @@ from directory.consensus import Consensus
 from directory.descriptor import Address, Role, sign_descriptor
 from directory.fetcher import ConsensusFetcher
 from directory.signatures import SigningKey, node_id
-from directory.uploader import upload_descriptor
+from directory.upload import upload_descriptor
 from mixnode.crypto_workers import CryptoWorkers, WorkerView
 from mixnode.key_ring import LinkKey, SphinxKeyRing
 from mixnode.link import Frame, FrameKind, LinkError

@@ -180,8 +180,9 @@ def plan_testnet(
             "[authority]\n"
             'key_file = "authority.key"\n'
             'data_dir = "data"\n'
-            f'listen = "127.0.0.1:{port}"\n'
-            "allow_loopback_addresses = true\n\n"
+            f'listen = "127.0.0.1:{port}"\n\n'
+            "[registration]\n"
+            "allow_loopback_addresses = true   # a testnet on 127.0.0.1, still closed\n\n"
             "[parameters]\n"
             f"mean_delay_ms = {mean_delay_ms}\n"
             f"lambda_m = {lambda_m}\n"
