@@ -130,9 +130,11 @@ class NodeDaemon:
         )
         self.loop_recipient = self.rng.randbytes(32)
         self.loops = LoopCover(config.geometry, self.node_id, self.loop_recipient, rng=self.rng)
-        self.scheduler: SchedulerTask[SendPacket | StoreMessage | LoopReturned] = SchedulerTask(
-            DelayScheduler(config.limits.queue_capacity),
-            observe_lateness=self.metrics.lateness.observe,
+        self.delay_queue: DelayScheduler[SendPacket | StoreMessage | LoopReturned] = (
+            DelayScheduler(config.limits.queue_capacity)
+        )
+        self.scheduler = SchedulerTask(
+            self.delay_queue, observe_lateness=self.metrics.lateness.observe
         )
         self.pipeline: PacketPipeline | None = None
         self.consensus: Consensus | None = None
@@ -405,7 +407,7 @@ class NodeDaemon:
         assert isinstance(outcome, Scheduled)
         if not self.scheduler.push(outcome.deadline, outcome.action, cover=False):
             self.metrics.packets_dropped.labels("real_refused").inc()
-        self.metrics.queue_depth.set(len(self.scheduler))
+        self.metrics.queue_depth.set(len(self.delay_queue))
 
     def _on_due(self, actions: list[SendPacket | StoreMessage | LoopReturned]) -> None:
         for action in actions:
@@ -418,7 +420,7 @@ class NodeDaemon:
                     self.metrics.messages_refused.labels("store_queue_full").inc()
             elif self.loops.returned(action.payload):
                 self.metrics.loops_returned.inc()
-        self.metrics.queue_depth.set(len(self.scheduler))
+        self.metrics.queue_depth.set(len(self.delay_queue))
 
     def _send(self, action: SendPacket) -> None:
         peer = self._peers.get(action.next_node_id)

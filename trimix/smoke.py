@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
@@ -86,7 +87,7 @@ def smoke_path(
 
 
 async def smoke_run(
-    consensus: Consensus,
+    current: Callable[[], Consensus],
     geometry: Geometry,
     entry: PlannedNode,
     exit_: PlannedNode,
@@ -96,7 +97,9 @@ async def smoke_run(
     settle: float = 5.0,
     rng: random.Random | None = None,
 ) -> SmokeReport:
-    """Send `packets` packets at `rate` per second; wait up to `settle` seconds for the last."""
+    """Send `packets` packets at `rate` per second, each built with the consensus `current()`
+    returns at that moment (as a client would: keys rotate every epoch); wait up to `settle`
+    seconds for the last."""
     rng = rng or random.Random()
     assert entry.client_port is not None and exit_.client_port is not None
     sender_key = LinkKey.generate()
@@ -119,7 +122,7 @@ async def smoke_run(
 
         async def send_all() -> None:
             for sequence in range(packets):
-                path, delays = smoke_path(consensus, entry.node_id, exit_.node_id, mailbox, rng)
+                path, delays = smoke_path(current(), entry.node_id, exit_.node_id, mailbox, rng)
                 head = _HEAD.pack(MARKER, sequence, trio.current_time(), delays)
                 payload = head + bytes(geometry.user_payload_size - len(head))
                 await sender.send_packet(create_packet(geometry, path, payload))
@@ -144,6 +147,7 @@ async def smoke_run(
                     overhead.append((now - sent_at - delays) * 1000)
                 if fetched:
                     await receiver.ack([m.message_id for m in fetched])
+                    idle_since = None
                     continue
                 if sending_done.is_set():
                     idle_since = idle_since if idle_since is not None else now

@@ -338,3 +338,25 @@ async def wait_for_consensus(
                 if listed == wanted or (complete and not require_all):
                     return consensus
             await trio.sleep(0.25)
+
+
+async def network_drops(plan: TestnetPlan) -> dict[str, int]:
+    """Packets dropped across the testnet's nodes, by reason (from their metrics)."""
+    import httpx
+
+    totals: dict[str, int] = {}
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        for node in plan.nodes:
+            try:
+                response = await client.get(f"http://127.0.0.1:{node.metrics_port}/metrics")
+            except httpx.HTTPError:
+                continue
+            for line in response.text.splitlines():
+                if line.startswith(
+                    ("trimix_packets_dropped_total{", 'trimix_link_events_total{outcome="frames_lost"')
+                ):
+                    labels, value = line.rsplit(" ", 1)
+                    reason = labels.split('"')[1]
+                    if float(value):
+                        totals[reason] = totals.get(reason, 0) + int(float(value))
+    return totals

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import random
+from functools import partial
 import tempfile
 import time
 from pathlib import Path
 
 import click
 
-from trimix.testnet import TestnetPlan, TestnetProcesses, plan_testnet, wait_for_consensus
+from directory.fetcher import ConsensusFetcher
+from mixnode.gateway_client import GatewayError
+from mixnode.link_driver import LinkClosed
+from trimix.testnet import (
+    TestnetPlan,
+    TestnetProcesses,
+    network_drops,
+    plan_testnet,
+    wait_for_consensus,
+)
 
 
 @click.command()
@@ -54,6 +65,8 @@ def testnet(
             f"started {len(plan.authorities)} authorities and {len(plan.nodes)} nodes", err=True
         )
         report = trio.run(_run, plan, processes, duration, smoke, rate)
+    except (LinkClosed, GatewayError, trio.TooSlowError) as error:
+        raise click.ClickException(f"the testnet did not work: {error}; see the logs in {directory}") from None
     except KeyboardInterrupt:
         click.echo("\ninterrupted", err=True)
         report = None
@@ -117,16 +130,24 @@ async def _run(
         seconds = duration if duration is not None else 20.0
         entry, exit_ = plan.gateways[0], plan.gateways[1]
         click.echo(f"smoke run: {rate:g} packets/s for {seconds:g} s", err=True)
-        report = await smoke_run(
-            consensus, plan.geometry, entry, exit_,
-            packets=max(1, round(rate * seconds)), rate=rate,
+        fetcher = ConsensusFetcher(
+            plan.endpoints, plan.geometry, plan.clock, rng=random.Random(), request_timeout=2.0
         )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(partial(fetcher.run))
+            report = await smoke_run(
+                lambda: fetcher.current or consensus, plan.geometry, entry, exit_,
+                packets=max(1, round(rate * seconds)), rate=rate,
+            )
+            nursery.cancel_scope.cancel()
         summary = report.as_dict()
+        summary["dropped_in_network"] = await network_drops(plan)
         click.echo(
             f"delivered {summary['delivered']} of {summary['sent']} "
             f"(duplicates {summary['duplicates']}); latency ms p50 {summary['latency_ms_p50']} "
             f"p90 {summary['latency_ms_p90']} p99 {summary['latency_ms_p99']}; overhead beyond "
-            f"the drawn delays p50 {summary['overhead_ms_p50']} ms",
+            f"the drawn delays p50 {summary['overhead_ms_p50']} ms; dropped in the network: "
+            f"{summary['dropped_in_network'] or 'none'}",
             err=True,
         )
         return summary
