@@ -67,6 +67,7 @@ class PlannedAuthority:
 
 @dataclass(frozen=True, slots=True)
 class TestnetPlan:
+    __test__ = False  # not a pytest test class
     directory: Path
     clock: EpochClock
     geometry: Geometry
@@ -234,6 +235,8 @@ def _shared_toml(
 @dataclass
 class TestnetProcesses:
     """The daemons of a plan, each a `python -m trimix` process logging to its own file."""
+
+    __test__ = False  # not a pytest test class
 
     plan: TestnetPlan
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)

@@ -1,0 +1,270 @@
+"""End to end over a real testnet: 3 authority and 8 node processes on 127.0.0.1.
+
+One network serves the whole module (bringing it up takes a few epochs). The tests send real
+Sphinx packets over real Noise links: 5 hops into a mailbox across epoch boundaries (key
+rotation), replays refused before and after a SIGKILL, misbehaving peers that do not stop the
+others, and a gateway killed with SIGKILL that loses no stored message.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from directory.consensus import Consensus
+from directory.fetcher import ConsensusFetcher
+from mixnode.gateway_client import GatewayClient
+from mixnode.key_ring import LinkKey, read_secret_file
+from mixnode.link import Frame, FrameKind
+from mixnode.link_driver import LinkClosed, open_link
+from sphinx_packets import create_packet
+from trimix.smoke import smoke_path, smoke_run
+from trimix.testnet import (
+    PlannedNode,
+    TestnetPlan,
+    TestnetProcesses,
+    network_drops,
+    plan_testnet,
+    wait_for_consensus,
+)
+
+EPOCH_SECONDS = 5.0
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+@pytest.fixture(scope="module")
+def testnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestnetPlan, TestnetProcesses]]:
+    plan = plan_testnet(tmp_path_factory.mktemp("testnet"), epoch_seconds=EPOCH_SECONDS)
+    processes = TestnetProcesses(plan)
+    try:
+        processes.start_all()
+        trio.run(_wait_up, plan, processes)
+        yield plan, processes
+    finally:
+        codes = processes.stop_all()
+    assert all(code == 0 for code in codes.values()), f"unclean exits: {codes}"
+
+
+async def _wait_up(plan: TestnetPlan, processes: TestnetProcesses) -> None:
+    def progress(_listed: int, _total: int) -> None:
+        assert not processes.exited(), f"daemons exited: {processes.exited()}"
+
+    await wait_for_consensus(plan, timeout=12 * EPOCH_SECONDS + 30, progress=progress)
+
+
+def _fetcher(plan: TestnetPlan) -> ConsensusFetcher:
+    return ConsensusFetcher(
+        plan.endpoints, plan.geometry, plan.clock, rng=random.Random(), request_timeout=2.0
+    )
+
+
+async def _metric(node: PlannedNode, name: str, label: str = "") -> float:
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        text = (await client.get(f"http://127.0.0.1:{node.metrics_port}/metrics")).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (not label or label in line) and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            if key == name or key.startswith(name + "{"):
+                total += float(value)
+    return total
+
+
+async def _wait_metric(node: PlannedNode, name: str, label: str, at_least: float) -> float:
+    with trio.fail_after(30):
+        while True:
+            try:
+                value = await _metric(node, name, label)
+            except httpx.HTTPError:
+                value = -1.0
+            if value >= at_least:
+                return value
+            await trio.sleep(0.1)
+
+
+async def _restart(processes: TestnetProcesses, node: PlannedNode) -> None:
+    """Start `node` again and wait until it has a consensus and listens."""
+    processes.start(node.name)
+    await _wait_metric(node, "trimix_consensus_epoch", "", 1)
+
+
+def _link_key(node: PlannedNode) -> LinkKey:
+    return LinkKey(read_secret_file(node.data_dir / "link.key"))
+
+
+async def test_packets_cross_five_hops_and_two_epoch_boundaries(
+    testnet: tuple[TestnetPlan, TestnetProcesses],
+) -> None:
+    plan, _ = testnet
+    fetcher = _fetcher(plan)
+    entry, exit_ = plan.gateways
+    async with trio.open_nursery() as nursery:
+        first = await nursery.start(fetcher.run)
+        started = time.time()
+        report = await smoke_run(
+            lambda: fetcher.current or first, plan.geometry, entry, exit_,
+            packets=int(3 * EPOCH_SECONDS * 10), rate=10.0, rng=random.Random(5),
+        )
+        nursery.cancel_scope.cancel()
+    assert plan.clock.epoch_at(time.time()) - plan.clock.epoch_at(started) >= 2
+    drops = await network_drops(plan)
+    assert report.delivered == report.sent, f"lost {report.sent - report.delivered}: {drops}"
+    assert report.duplicates == 0
+    # Each packet waited at least its drawn delays; the rest is links, crypto and polling.
+    assert min(report.overhead_ms) > 0
+    assert report.percentile(report.overhead_ms, 50) < 1000
+
+
+async def test_replay_is_refused_again_after_sigkill_and_restart(
+    testnet: tuple[TestnetPlan, TestnetProcesses],
+) -> None:
+    plan, processes = testnet
+    mix = plan.node("mix-1a")
+    gateway, exit_ = plan.gateways
+    consensus: Consensus = await _fetcher(plan).fetch(plan.clock.epoch_at(time.time()))
+    receiver_key = LinkKey.generate()
+    receiver = await GatewayClient.connect(
+        "127.0.0.1", exit_.client_port or 0, receiver_key.private_key, exit_.link_public_key,
+        plan.geometry.packet_size,
+    )
+    mailbox = await receiver.register()
+    rng = random.Random(9)
+    # mix-1a first (the test speaks to it as gateway-1 would), then a mix of each layer.
+    path, _ = smoke_path(consensus, mix.node_id, exit_.node_id, mailbox, rng)
+    packet = create_packet(plan.geometry, path, rng.randbytes(plan.geometry.user_payload_size))
+
+    async def send_as_gateway() -> None:
+        link = await open_link(
+            "127.0.0.1", mix.port, _link_key(gateway).private_key, mix.link_public_key,
+            plan.geometry.packet_size,
+        )
+        await link.send_many([Frame(FrameKind.PACKET, packet)] * 2)
+        await trio.sleep(0.2)
+        await link.aclose()
+
+    await send_as_gateway()
+    await _wait_metric(mix, "trimix_packets_dropped_total", 'reason="replay"', 1)
+    processes.kill(mix.name)
+    await _restart(processes, mix)
+    await send_as_gateway()
+    await _wait_metric(mix, "trimix_packets_dropped_total", 'reason="replay"', 2)
+
+    delivered = []
+    with trio.move_on_after(6):
+        while True:
+            batch = await receiver.fetch(16)
+            delivered += batch
+            if batch:
+                await receiver.ack([m.message_id for m in batch])
+            await trio.sleep(0.2)
+    await receiver.aclose()
+    assert len(delivered) == 1  # once, despite three copies and a restart
+
+
+async def test_misbehaving_peers_do_not_stop_forwarding(
+    testnet: tuple[TestnetPlan, TestnetProcesses],
+) -> None:
+    plan, _ = testnet
+    fetcher = _fetcher(plan)
+    entry, exit_ = plan.gateways
+    targets = [n for n in plan.nodes if n.role == "mix"]
+    before = {n.name: await _metric(n, "trimix_link_events_total", "handshake_") for n in targets}
+
+    async def garbage(node: PlannedNode) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", node.port)
+        with trio.move_on_after(3):
+            try:
+                for _ in range(50):
+                    await stream.send_all(random.randbytes(512))
+                    await trio.sleep(0.05)
+            except trio.BrokenResourceError:
+                pass  # the node hung up on us, as it should
+        await stream.aclose()
+
+    async def half_open(node: PlannedNode) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", node.port)
+        try:
+            await stream.send_all(random.randbytes(10))  # part of a handshake, then silence
+            await trio.sleep(8)
+        except trio.BrokenResourceError:
+            pass
+        await stream.aclose()
+
+    async def stranger(node: PlannedNode) -> None:
+        outsider = LinkKey.generate()  # completes Noise, but is no node of the consensus
+        try:
+            link = await open_link("127.0.0.1", node.port, outsider.private_key,
+                                   node.link_public_key, plan.geometry.packet_size)
+            await link.send(Frame(FrameKind.PACKET, bytes(plan.geometry.packet_size)))
+            await link.receive()
+        except LinkClosed:
+            pass
+
+    async with trio.open_nursery() as nursery:
+        first = await nursery.start(fetcher.run)
+        for node in targets:
+            nursery.start_soon(garbage, node)
+            nursery.start_soon(half_open, node)
+            nursery.start_soon(stranger, node)
+        report = await smoke_run(
+            lambda: fetcher.current or first, plan.geometry, entry, exit_,
+            packets=60, rate=10.0, rng=random.Random(6),
+        )
+        nursery.cancel_scope.cancel()
+    assert report.delivered == report.sent
+    for node in targets:
+        refused = await _metric(node, "trimix_link_events_total", "handshake_")
+        unauthorized = await _metric(node, "trimix_link_events_total", "refused_unauthorized")
+        assert refused > before[node.name] and unauthorized >= 1
+
+
+async def test_gateway_sigkill_loses_no_stored_message(
+    testnet: tuple[TestnetPlan, TestnetProcesses],
+) -> None:
+    plan, processes = testnet
+    entry, exit_ = plan.gateways
+    consensus = await _fetcher(plan).fetch(plan.clock.epoch_at(time.time()))
+    receiver_key = LinkKey.generate()
+    size = plan.geometry.packet_size
+    assert exit_.client_port is not None and entry.client_port is not None
+    receiver = await GatewayClient.connect(
+        "127.0.0.1", exit_.client_port, receiver_key.private_key, exit_.link_public_key, size
+    )
+    mailbox = await receiver.register()
+    await receiver.aclose()
+    sender_key = LinkKey.generate()
+    sender = await GatewayClient.connect(
+        "127.0.0.1", entry.client_port, sender_key.private_key, entry.link_public_key, size
+    )
+    await sender.register()
+    stored_before = await _metric(exit_, "trimix_messages_stored_total")
+    rng = random.Random(13)
+    count = 20
+    for _ in range(count):
+        path, _ = smoke_path(consensus, entry.node_id, exit_.node_id, mailbox, rng)
+        await sender.send_packet(
+            create_packet(plan.geometry, path, rng.randbytes(plan.geometry.user_payload_size))
+        )
+    await sender.aclose()
+    await _wait_metric(exit_, "trimix_messages_stored_total", "", stored_before + count)
+    processes.kill(exit_.name)
+    await _restart(processes, exit_)
+    receiver = await GatewayClient.connect(
+        "127.0.0.1", exit_.client_port, receiver_key.private_key, exit_.link_public_key, size
+    )
+    assert await receiver.register() == mailbox
+    fetched = []
+    with trio.fail_after(20):
+        while len(fetched) < count:
+            batch = await receiver.fetch(16)
+            fetched += batch
+            await receiver.ack([m.message_id for m in batch])
+    assert await receiver.fetch(4) == []  # acknowledged mail is gone
+    await receiver.aclose()
+    assert len({m.message_id for m in fetched}) == count
