@@ -12,14 +12,18 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from directory.authority_config import SAMPLE_CONFIG, load_authority_config, parse_authority_config
+from directory.authority_config import (
+    SAMPLE_CONFIG,
+    load_authority_config,
+    parse_authority_config,
+)
 from directory.descriptor import Role
 from directory.errors import ConfigError, StorageError
 from directory.http_server import ConnectionLimits
-from directory.parameters import ParameterRanges
-from directory.storage import AuthorityStore
 from directory.keyfile import read_key_file, write_key_file
+from directory.parameters import ParameterRanges
 from directory.signatures import SigningKey
+from directory.storage import AuthorityStore
 from trimix.cli import main
 
 KEY_A = "11" * 32

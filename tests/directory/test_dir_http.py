@@ -13,7 +13,12 @@ import httpx
 import pytest
 import trio
 from dir_helpers import make_descriptor, make_vote, signing_key
-from dir_network import RunningAuthority, clock_starting_now, plan_authorities, start_authority
+from dir_network import (
+    RunningAuthority,
+    clock_starting_now,
+    plan_authorities,
+    start_authority,
+)
 
 from directory.descriptor import MAX_DESCRIPTOR_SIZE
 from directory.signature_message import sign_consensus_body

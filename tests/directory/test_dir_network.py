@@ -11,7 +11,12 @@ import httpx
 import pytest
 import trio
 from dir_helpers import GEOMETRY, make_network, make_vote, reveals_of, signed_document
-from dir_network import clock_starting_now, plan_authorities, start_authority, upload_all
+from dir_network import (
+    clock_starting_now,
+    plan_authorities,
+    start_authority,
+    upload_all,
+)
 
 from directory.compute import compute_consensus
 from directory.consensus import (
@@ -22,7 +27,11 @@ from directory.consensus import (
 )
 from directory.descriptor import NodeDescriptor
 from directory.endpoints import AuthorityEndpoint
-from directory.errors import ConsensusUnavailableError, DirectoryError, InsufficientSignaturesError
+from directory.errors import (
+    ConsensusUnavailableError,
+    DirectoryError,
+    InsufficientSignaturesError,
+)
 from directory.evidence import decode_equivocation
 from directory.fetcher import ConsensusFetcher
 from directory.signature_message import sign_consensus_body

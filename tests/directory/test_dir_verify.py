@@ -12,7 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from directory.canonical import pack
-from directory.consensus import AuthoritySignature, SignedConsensus, decode_signed_consensus
+from directory.consensus import (
+    AuthoritySignature,
+    SignedConsensus,
+    decode_signed_consensus,
+)
 from directory.epoch import EpochClock
 from directory.errors import (
     BadSignatureError,
