@@ -244,3 +244,47 @@ async def test_slow_connections_cannot_take_the_health_endpoint_down(
     assert counters["http.refused.connections_per_source"] >= 500 - 32 - 1
     assert counters.get("http.rejected.request_timeout", 0) >= 1
     assert process.poll() is None
+
+
+async def test_upload_descriptor_to_every_authority_at_once(tmp_path: Path) -> None:
+    """What a node calls each epoch: concurrent uploads with a whole-request deadline; the
+    answer is how many authorities hold the descriptor. A closed authority on loopback (a
+    testnet) admits the listed node, a slow authority costs one timeout, a dead one nothing."""
+    from directory.counters import Counters
+    from directory.upload import upload_descriptor
+
+    rng = random.Random(73)
+    clock = clock_starting_now(60_000)
+    plan = plan_authorities(rng, 3)
+    endpoints = [endpoint for _, endpoint in plan]
+    node, stranger = make_network(rng, clock.epoch_at(time.time()) + 1, 2, 0)
+    slow = Misbehaving("slow")
+    counters = Counters()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(slow.serve, int(endpoints[1].url.rsplit(":", 1)[1]))
+        authority = await start_authority(
+            nursery,
+            *plan[0],
+            endpoints,
+            clock,
+            tmp_path,
+            allowed_nodes={node.identity_key: node.role},
+        )
+        dead = AuthorityEndpoint(plan[2][0].public_key, f"http://127.0.0.1:{free_port()}")
+        try:
+            with trio.fail_after(5):
+                held = await upload_descriptor(
+                    [endpoints[0], endpoints[1], dead], node, timeout=1, counters=counters
+                )
+                assert held == 1
+                assert await upload_descriptor([endpoints[0]], node.to_bytes()) == 1
+                assert await upload_descriptor([endpoints[0]], stranger, counters=counters) == 0
+            assert counters.snapshot() == {
+                "upload.accepted": 1,
+                "upload.refused_node_not_allowed": 1,
+                "upload.timed_out": 1,
+                "upload.unreachable": 1,
+            }
+        finally:
+            await authority.stop()
+            nursery.cancel_scope.cancel()
