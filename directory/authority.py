@@ -233,7 +233,9 @@ class AuthorityDaemon:
                     )
         evidence = self.core.evidence_keys(epoch)
         if evidence:
-            log.warning("epoch %d: %d authorities equivocated and are left out", epoch, len(evidence))
+            log.warning(
+                "epoch %d: %d authorities equivocated and are left out", epoch, len(evidence)
+            )
         missing = set(self.core.missing_reveals(epoch))
         await self._each_peer(
             [p for p in self.peers if p.public_key in missing],

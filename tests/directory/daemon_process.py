@@ -57,3 +57,19 @@ def peak_memory_kib(process: subprocess.Popen[bytes]) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     raise AssertionError("no VmHWM in /proc")
+
+
+def authority_toml(public_key: bytes, port: int, extra: str = "") -> str:
+    """A minimal authority configuration: `authority.key` and `data` beside it, listening on
+    127.0.0.1:`port`, this authority pinned, then `extra` (more tables)."""
+    return f"""
+[authority]
+key_file = "authority.key"
+data_dir = "data"
+listen = "127.0.0.1:{port}"
+
+[[authorities]]
+public_key = "{public_key.hex()}"
+url = "http://127.0.0.1:{port}"
+{extra}
+"""

@@ -11,9 +11,20 @@ from pathlib import Path
 
 import httpx
 import trio
-from daemon_process import peak_memory_kib, start_daemon, wait_healthy
-from dir_helpers import GEOMETRY, free_port, make_consensus, make_network, signed_document
-from dir_network import clock_starting_now, plan_authorities, start_authority, upload_all
+from daemon_process import authority_toml, peak_memory_kib, start_daemon, wait_healthy
+from dir_helpers import (
+    GEOMETRY,
+    free_port,
+    make_consensus,
+    make_network,
+    signed_document,
+)
+from dir_network import (
+    clock_starting_now,
+    plan_authorities,
+    start_authority,
+    upload_all,
+)
 from misbehaving import Misbehaving
 
 from directory.canonical import pack
@@ -118,23 +129,8 @@ def _config(tmp_path: Path, key: SigningKey, port: int, extra: str = "") -> Path
 
     write_key_file(tmp_path / "authority.key", key)
     config = tmp_path / "authority.toml"
-    config.write_text(
-        f"""
-[authority]
-key_file = "authority.key"
-data_dir = "data"
-listen = "127.0.0.1:{port}"
-
-[[authorities]]
-public_key = "{key.public_key.hex()}"
-url = "http://127.0.0.1:{port}"
-
-[[authorities]]
-public_key = "{"ab" * 32}"
-url = "http://127.0.0.1:1"
-{extra}
-"""
-    )
+    peer = f'\n[[authorities]]\npublic_key = "{"ab" * 32}"\nurl = "http://127.0.0.1:1"\n'
+    config.write_text(authority_toml(key.public_key, port, peer + extra))
     return config
 
 

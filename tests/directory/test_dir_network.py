@@ -274,7 +274,13 @@ async def test_an_equivocating_authority_cannot_split_three_daemons(tmp_path: Pa
             )
             honest = [
                 await start_authority(
-                    nursery, key, endpoint, endpoints, clock, tmp_path / f"a{i}", allowed_nodes=allowed
+                    nursery,
+                    key,
+                    endpoint,
+                    endpoints,
+                    clock,
+                    tmp_path / f"a{i}",
+                    allowed_nodes=allowed,
                 )
                 for i, (key, endpoint) in enumerate(plan[:2])
             ]

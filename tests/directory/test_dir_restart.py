@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import trio
-from daemon_process import start_daemon, trimix_authority, wait_healthy
+from daemon_process import authority_toml, start_daemon, trimix_authority, wait_healthy
 from dir_helpers import GEOMETRY, free_port, make_network
 
 from directory.endpoints import AuthorityEndpoint
@@ -25,7 +25,10 @@ EPOCH_SECONDS = 3
 
 def _keygen(key_file: Path) -> bytes:
     result = subprocess.run(
-        trimix_authority("keygen", "--key-file", str(key_file)), capture_output=True, text=True, timeout=60
+        trimix_authority("keygen", "--key-file", str(key_file)),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -77,23 +80,18 @@ async def test_restarted_authority_keeps_its_published_documents(
     clock = EpochClock(origin_ms=round(origin * 1000), length_ms=EPOCH_SECONDS * 1000)
     config = tmp_path / "authority.toml"
     config.write_text(
-        f"""
-[authority]
-key_file = "authority.key"
-data_dir = "data"
-listen = "127.0.0.1:{port}"
-
+        authority_toml(
+            key,
+            port,
+            f"""
 [epoch]
 origin = {origin!r}
 length_seconds = {EPOCH_SECONDS}
 
-[[authorities]]
-public_key = "{key.hex()}"
-url = "{endpoint.url}"
-
 [registration]
 open = true
-"""
+""",
+        )
     )
     log_path = tmp_path / "authority.log"
 
