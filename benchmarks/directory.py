@@ -6,6 +6,16 @@ compute_ms       median ms of `compute_consensus` from 5 votes of N descriptors,
                  authority carrying every descriptor, plus encoding the body to sign
                  (target: at most 300 ms for 1,000 descriptors)
 decode_vote_ms   median ms of `decode_vote` (signature check included) of one such vote
+shared_random_ms median ms to check the 5 reveals against the votes' commitments, derive
+                 the shared random value and deal the N mixes to layers (part of compute_ms)
+relay_ms         median ms for one authority to take in the relay from 4 peers in the worst
+                 case: their 4 relay indexes, then all 4 votes new to it (each decoded and
+                 its signature checked), and the 4 authorities' reveal sets
+relay_bytes      bytes fetched in that worst case
+vote_bomb_refusal_ms  median ms to refuse a 16 MiB vote of empty arrays whose envelope names
+                 a pinned key with a forged signature (the dearest refusal: the signature is
+                 checked over 16 MiB; an unpinned key is refused from the first 64 bytes)
+unpinned_refusal_ms   the same bomb with an unpinned key: refused from its first bytes
 consensus_bytes  size of the signed consensus document
 
 Usage: python benchmarks/directory.py [--nodes N] [--runs R]
@@ -32,17 +42,31 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 from directory import (  # noqa: E402
     Address,
     AuthoritySignature,
+    DirectoryError,
     EpochClock,
     Parameters,
+    Reveal,
     Role,
     SignedConsensus,
     SigningKey,
     compute_consensus,
+    deal_layers,
     decode_vote,
+    shared_random_value,
     sign_descriptor,
     sign_vote,
     verify_consensus,
 )
+from directory.canonical import pack  # noqa: E402
+from directory.compute import counted_votes, valid_reveals  # noqa: E402
+from directory.relay import decode_relay_index, encode_relay_index  # noqa: E402
+from directory.shared_random import (  # noqa: E402
+    decode_reveal_set,
+    encode_reveal_set,
+    reveal_for,
+)
+from directory.signatures import digest  # noqa: E402
+from directory.vote import MAX_VOTE_SIZE, read_vote_prefix  # noqa: E402
 from sphinx_packets import Geometry  # noqa: E402
 
 AUTHORITIES = 5
@@ -76,28 +100,79 @@ def main() -> None:
             role=Role.GATEWAY if index % 10 == 0 else Role.MIX,
             link_key=rng.randbytes(32),
             sphinx_keys=tuple(rng.randbytes(32) for _ in range(3)),
-            addresses=(Address(f"10.{index // 256 % 256}.{index % 256}.1", 30000 + index % 1000),),
+            addresses=(
+                Address(
+                    f"10.{index // 256 % 256}.{index % 256}.1", 30000 + index % 1000
+                ),
+            ),
             version="0.1.0",
         )
         for index in range(arguments.nodes)
     ]
     authorities = [SigningKey.from_seed(rng.randbytes(32)) for _ in range(AUTHORITIES)]
     pinned = [a.public_key for a in authorities]
+    reveals = [Reveal(epoch, a.public_key, reveal_for(a, epoch)) for a in authorities]
     votes = [
         sign_vote(
             a,
             epoch=epoch,
             parameters=Parameters.default(),
             geometry_hash=geometry.hash(),
+            commitment=r.commitment(),
             descriptors=descriptors,
         )
-        for a in authorities
+        for a, r in zip(authorities, reveals, strict=True)
     ]
     vote_bytes = votes[0].to_bytes()
+    mix_ids = [d.node_id for d in descriptors if d.role is Role.MIX]
 
     def compute() -> bytes:
-        consensus = compute_consensus(votes, epoch=epoch, authorities=pinned, clock=clock)
+        consensus = compute_consensus(
+            votes, epoch=epoch, authorities=pinned, clock=clock, reveals=reveals
+        )
         return consensus.to_bytes()
+
+    def shared_random() -> object:
+        counted, _ = counted_votes(votes, epoch=epoch, authorities=pinned)
+        value = shared_random_value(epoch, valid_reveals(counted, reveals, epoch))
+        return deal_layers(value, mix_ids, 3)
+
+    # The relay, worst case: every peer's index, then every vote new, then the reveal sets.
+    all_votes = [v.to_bytes() for v in votes]
+    index = encode_relay_index(
+        epoch,
+        [(v.authority_key, digest(b)) for v, b in zip(votes, all_votes, strict=True)],
+    )
+    reveal_set = encode_reveal_set(epoch, reveals)
+    peers = AUTHORITIES - 1
+
+    def relay() -> None:
+        for _ in range(peers):
+            decode_relay_index(index, epoch)
+        for data in all_votes[1:]:
+            decode_vote(data, authorities=pinned)
+        for _ in range(peers):
+            decode_reveal_set(reveal_set, epoch)
+
+    def bomb(signer: bytes) -> bytes:
+        head = b"\x92\x97" + pack("trimix-vote-v2") + pack(epoch) + pack(signer)
+        return (
+            head + b"\x90" * (MAX_VOTE_SIZE - len(head) - 70) + b"\xc4\x40" + bytes(64)
+        )
+
+    forged_bomb = bomb(pinned[0])
+    unpinned_bomb = bomb(rng.randbytes(32))
+
+    def refuse(data: bytes) -> None:
+        try:
+            decode_vote(data, authorities=pinned)
+        except DirectoryError:
+            return
+        raise AssertionError("the bomb was not refused")
+
+    def refuse_prefix(data: bytes) -> None:
+        prefix = read_vote_prefix(data[:64])
+        assert prefix is not None and prefix.authority_key not in pinned
 
     body = compute()
     document = SignedConsensus(
@@ -113,10 +188,23 @@ def main() -> None:
         "authorities": AUTHORITIES,
         "runs": arguments.runs,
         "verify_ms": _median_ms(
-            lambda: verify_consensus(document, pinned, epoch, geometry, now=now), arguments.runs
+            lambda: verify_consensus(document, pinned, epoch, geometry, now=now),
+            arguments.runs,
         ),
         "compute_ms": _median_ms(compute, max(3, arguments.runs // 3)),
-        "decode_vote_ms": _median_ms(lambda: decode_vote(vote_bytes), max(3, arguments.runs // 3)),
+        "decode_vote_ms": _median_ms(
+            lambda: decode_vote(vote_bytes), max(3, arguments.runs // 3)
+        ),
+        "shared_random_ms": _median_ms(shared_random, arguments.runs),
+        "relay_ms": _median_ms(relay, max(3, arguments.runs // 3)),
+        "relay_bytes": peers * (len(index) + len(reveal_set))
+        + sum(map(len, all_votes[1:])),
+        "vote_bomb_refusal_ms": _median_ms(
+            lambda: refuse(forged_bomb), max(3, arguments.runs // 3)
+        ),
+        "unpinned_refusal_ms": _median_ms(
+            lambda: refuse_prefix(unpinned_bomb), arguments.runs
+        ),
         "consensus_bytes": len(document),
         "python": platform.python_version(),
     }

@@ -48,18 +48,29 @@ from directory.errors import (
     WrongEpochError,
 )
 from directory.evidence import Equivocation, decode_equivocation
-from directory.parameters import SAFE_BOUNDS, ParameterRanges, Parameters, check_safe_parameters
+from directory.parameters import (
+    SAFE_BOUNDS,
+    ParameterRanges,
+    Parameters,
+    check_safe_parameters,
+)
 from directory.shared_random import Reveal, deal_layers, shared_random_value
 from directory.signature_message import (
     SignatureMessage,
     decode_signature_message,
     sign_consensus_body,
 )
-from directory.signatures import SigningKey, authority_threshold, node_id, verify_signature
+from directory.signatures import (
+    SigningKey,
+    authority_threshold,
+    node_id,
+    verify_signature,
+)
 from directory.verify import verify_consensus
 from directory.vote import Vote, decode_vote, sign_vote
 
 __all__ = [
+    "SAFE_BOUNDS",
     "Address",
     "AuthorityEndpoint",
     "AuthoritySignature",
@@ -73,9 +84,9 @@ __all__ = [
     "DuplicateSignatureError",
     "EpochClock",
     "EpochSchedule",
+    "Equivocation",
     "ExpiredDocumentError",
     "GeometryMismatchError",
-    "Equivocation",
     "InsufficientSignaturesError",
     "InvalidTimeError",
     "MalformedDocumentError",
@@ -84,7 +95,6 @@ __all__ = [
     "ParameterRanges",
     "Parameters",
     "Reveal",
-    "SAFE_BOUNDS",
     "Role",
     "SignatureError",
     "SignatureMessage",

@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 
 MAX_ANSWER_SIZE = 4096
 """The largest JSON answer to an upload that is read."""
+PHASE_MARGIN = 0.005
+"""Seconds before a phase deadline at which its requests give up."""
 HEADER_SECONDS = 5.0
 """How long a connection may take to send a request's head (hypercorn's idle timeout)."""
 
@@ -231,7 +233,9 @@ class AuthorityDaemon:
                     )
         evidence = self.core.evidence_keys(epoch)
         if evidence:
-            log.warning("epoch %d: %d authorities equivocated and are left out", epoch, len(evidence))
+            log.warning(
+                "epoch %d: %d authorities equivocated and are left out", epoch, len(evidence)
+            )
         missing = set(self.core.missing_reveals(epoch))
         await self._each_peer(
             [p for p in self.peers if p.public_key in missing],
@@ -294,12 +298,20 @@ class AuthorityDaemon:
         adopt another authority's published consensus."""
         epoch = schedule.epoch
         retry = max(0.05, self.core.clock.length_ms / 1000 / 32)
-        while True:
-            if self.core.published(epoch) is not None:
+        while self.core.published(epoch) is None:
+            try:
+                self.core.publish(epoch)
+            except DirectoryError as error:
+                if not self._before(schedule.valid_after):
+                    log.warning("epoch %d: %s", epoch, error)
+                    break
+            else:
+                log.info("epoch %d: consensus published", epoch)
                 return
-            missing = set(self.core.missing_signatures(epoch))
             if self.core.has_computed(epoch):
-                with trio.move_on_at(self._trio_time(schedule.valid_after)):
+                missing = set(self.core.missing_signatures(epoch))
+                round_end = min(schedule.valid_after, round((self.now() + 2 * retry) * 1000))
+                with trio.move_on_at(self._trio_time(round_end) + PHASE_MARGIN):
                     await self._each_peer(
                         [p for p in self.peers if p.public_key in missing],
                         partial(
@@ -310,15 +322,9 @@ class AuthorityDaemon:
                             "signature",
                         ),
                     )
-            try:
-                self.core.publish(epoch)
-            except DirectoryError as error:
-                if not self._before(schedule.valid_after):
-                    log.warning("epoch %d: %s", epoch, error)
-                    break
+            if self.core.published(epoch) is None and self._before(schedule.valid_after):
                 await trio.sleep(retry)
-                continue
-            log.info("epoch %d: consensus published", epoch)
+        if self.core.published(epoch) is not None:
             return
         await self._adopt(epoch, client)
 
@@ -350,12 +356,15 @@ class AuthorityDaemon:
         max_body: int,
         content: bytes | None = None,
     ) -> HttpReply:
+        """One bounded request: within the request timeout and what is left of the phase
+        (so that a request cut short by the phase deadline is counted as timed out)."""
+        left = trio.current_effective_deadline() - trio.current_time() - PHASE_MARGIN
         return await bounded_request(
             client,
             method,
             peer.route(path),
             max_body=max_body,
-            timeout=self.request_timeout,
+            timeout=min(self.request_timeout, left),
             content=content,
         )
 

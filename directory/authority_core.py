@@ -212,7 +212,8 @@ class AuthorityCore:
                     403, "node_not_allowed", "this node is not admitted by the authority"
                 )
             if role is not descriptor.role:
-                raise Rejection(403, "wrong_role", f"this node is admitted as a {role.name.lower()}")
+                admitted = f"this node is admitted as a {role.name.lower()}"
+                raise Rejection(403, "wrong_role", admitted)
         problem = address_problem(
             descriptor.addresses,
             open_registration=policy.open_registration,

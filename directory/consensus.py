@@ -46,7 +46,12 @@ from directory.errors import (
 )
 from directory.parameters import Parameters, parameters_from_array
 from directory.shared_random import SHARED_RANDOM_SIZE
-from directory.signatures import MAX_AUTHORITIES, NODE_ID_SIZE, PUBLIC_KEY_SIZE, SIGNATURE_SIZE
+from directory.signatures import (
+    MAX_AUTHORITIES,
+    NODE_ID_SIZE,
+    PUBLIC_KEY_SIZE,
+    SIGNATURE_SIZE,
+)
 from directory.vote import GEOMETRY_HASH_SIZE, MAX_DESCRIPTORS
 
 CONSENSUS_TAG = "trimix-consensus-v2"

@@ -4,8 +4,9 @@
 slow, has nothing or serves something that does not verify, and returns the first consensus
 that `verify_consensus` accepts. Each request has one deadline for the whole exchange
 (`request_timeout`) and its answer is read as a stream of at most the largest consensus
-allowed (`directory.http_client`), so a slow or hostile authority costs one timeout. Verified documents are cached on disk (one file per epoch,
-written atomically), so a restart does not need the network for the current epoch.
+allowed (`directory.http_client`), so a slow or hostile authority costs one timeout.
+Verified documents are cached on disk (one file per epoch, written atomically), so a
+restart does not need the network for the current epoch.
 
 `run()` keeps `current` up to date: it gets the current epoch's consensus, then fetches the
 next one from shortly after its publication deadline, retrying with backoff, well before
@@ -71,7 +72,9 @@ class ConsensusFetcher:
         self.rng = rng
         self.now = now
         self.request_timeout = request_timeout
-        self.counters = counters or Counters("trimix_fetcher_events", "Consensus fetches by outcome.")
+        self.counters = counters or Counters(
+            "trimix_fetcher_events", "Consensus fetches by outcome."
+        )
         """Fetch outcomes: fetched, from_cache, unreachable, timed_out, too_large,
         unavailable, rejected."""
         self.current: Consensus | None = None

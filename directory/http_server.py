@@ -1,7 +1,9 @@
 """Serving the authority's ASGI app: hypercorn's HTTP/1.1 protocol (h11) on Trio, behind a
 listener that caps connections.
 
-hypercorn has no connection limit, so the accept loop is ours: `CappedListener` admits at
+hypercorn has no connection limit, so the accept loop is ours (in place of hypercorn's
+`worker_serve`, using its `TCPServer` per connection; pyproject pins the hypercorn versions
+whose internals this matches): `CappedListener` admits at
 most `max_connections` at once (kept within the process's file-descriptor limit) and at most
 `max_per_source` from one source address; a connection over a cap is accepted and reset at
 once, and counted. Each admitted connection is handed to hypercorn's `TCPServer`, which

@@ -1,5 +1,5 @@
 """`Rejection`: an upload or request refused, with the HTTP status and a stable short code
-the authority answers with (docs/SPEC.md §2.10)."""
+the authority answers with (docs/SPEC.md §2.13)."""
 
 from __future__ import annotations
 

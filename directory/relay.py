@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from directory.canonical import field_array, field_bytes, field_epoch, field_tag, pack, unpack
+from directory.canonical import (
+    field_array,
+    field_bytes,
+    field_epoch,
+    field_tag,
+    pack,
+    unpack,
+)
 from directory.errors import MalformedDocumentError
 from directory.signatures import MAX_AUTHORITIES, PUBLIC_KEY_SIZE
 

@@ -15,7 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from directory.canonical import field_array, field_bytes, field_epoch, field_tag, pack, unpack
+from directory.canonical import (
+    field_array,
+    field_bytes,
+    field_epoch,
+    field_tag,
+    pack,
+    unpack,
+)
 from directory.errors import BadSignatureError
 from directory.signatures import (
     PUBLIC_KEY_SIZE,

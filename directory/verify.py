@@ -3,9 +3,9 @@
 The checks, in order: the envelope decodes and no key signs twice; at least t (default
 ⌊n/2⌋ + 1) of the n distinct pinned authority keys have a valid signature over the body
 bytes; the body decodes; it is for the expected epoch; it has not expired; it carries the
-expected geometry hash; its parameters lie within the documented safe bounds. Signatures by keys that are not pinned, and invalid signatures, are ignored as long as
-the threshold is met (verification stops once it is); when it is not, the error names what
-was found.
+expected geometry hash; its parameters lie within the documented safe bounds. Signatures
+by keys that are not pinned, and invalid signatures, are ignored as long as the threshold
+is met (verification stops once it is); when it is not, the error names what was found.
 
 Only the authorities' signatures are checked, not the signature of each included
 descriptor: the authorities verified those before voting and signing, and their signatures

@@ -28,7 +28,6 @@ import msgpack  # type: ignore[import-untyped]
 
 from directory.canonical import (
     array_header,
-    field_array,
     field_bytes,
     field_epoch,
     field_tag,

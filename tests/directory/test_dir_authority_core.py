@@ -16,7 +16,11 @@ from dir_helpers import GEOMETRY, make_descriptor, make_vote, reveals_of, signin
 from directory.authority_core import AuthorityCore, AuthorityPolicy, Rejection
 from directory.canonical import pack
 from directory.compute import compute_consensus
-from directory.consensus import AuthoritySignature, SignedConsensus, decode_signed_consensus
+from directory.consensus import (
+    AuthoritySignature,
+    SignedConsensus,
+    decode_signed_consensus,
+)
 from directory.descriptor import MAX_DESCRIPTOR_SIZE, Role
 from directory.epoch import EpochClock
 from directory.errors import (
@@ -599,12 +603,12 @@ def _exchange_reveals_from(key, core: AuthorityCore) -> None:  # type: ignore[no
 def test_invalid_policies_are_config_errors(
     changes: dict, message: str, rng: random.Random  # type: ignore[type-arg]
 ) -> None:
-    arguments = dict(
-        authorities=frozenset(signing_key(rng).public_key for _ in range(3)),
-        clock=CLOCK,
-        parameters=Parameters.default(),
-        geometry=GEOMETRY,
-    )
+    arguments = {
+        "authorities": frozenset(signing_key(rng).public_key for _ in range(3)),
+        "clock": CLOCK,
+        "parameters": Parameters.default(),
+        "geometry": GEOMETRY,
+    }
     with pytest.raises(ConfigError, match=message):
         AuthorityPolicy(**(arguments | changes))  # type: ignore[arg-type]
 

@@ -27,7 +27,12 @@ from directory.descriptor import Role
 from directory.epoch import EpochClock
 from directory.errors import ConsensusComputationError, UnknownAuthorityError
 from directory.parameters import Parameters
-from directory.shared_random import Reveal, deal_layers, layer_order_key, shared_random_value
+from directory.shared_random import (
+    Reveal,
+    deal_layers,
+    layer_order_key,
+    shared_random_value,
+)
 from directory.signatures import SigningKey
 from directory.vote import Vote
 from sphinx_packets import Geometry
@@ -87,7 +92,7 @@ def test_votes_in_any_order_give_identical_bytes(seed: int, order: random.Random
 
 def test_descriptor_needs_more_than_half_of_the_votes() -> None:
     rng = random.Random(1)
-    keys, pinned = _authorities(rng, 5)
+    keys, _ = _authorities(rng, 5)
     a, b, c = (make_descriptor(rng, EPOCH) for _ in range(3))
     votes = [
         make_vote(keys[0], EPOCH, [a, b, c]),
@@ -102,7 +107,7 @@ def test_descriptor_needs_more_than_half_of_the_votes() -> None:
 
 def test_differing_descriptors_of_one_node_split_the_vote() -> None:
     rng = random.Random(2)
-    keys, pinned = _authorities(rng, 3)
+    keys, _ = _authorities(rng, 3)
     node_key = signing_key(rng)
     first = make_descriptor(rng, EPOCH, key=node_key, port=1)
     second = make_descriptor(rng, EPOCH, key=node_key, port=2)
@@ -120,7 +125,7 @@ def test_differing_descriptors_of_one_node_split_the_vote() -> None:
 
 def test_descriptor_with_a_bad_signature_is_left_out_even_with_a_majority() -> None:
     rng = random.Random(3)
-    keys, pinned = _authorities(rng, 3)
+    keys, _ = _authorities(rng, 3)
     good = make_descriptor(rng, EPOCH)
     bad = replace(make_descriptor(rng, EPOCH), signature=b"\x01" * 64)
     votes = [make_vote(k, EPOCH, [good, bad]) for k in keys]
@@ -130,7 +135,7 @@ def test_descriptor_with_a_bad_signature_is_left_out_even_with_a_majority() -> N
 
 def test_parameters_are_low_medians() -> None:
     rng = random.Random(4)
-    keys, pinned = _authorities(rng, 4)
+    keys, _ = _authorities(rng, 4)
     delays = [10, 40, 20, 30]
     layers = [3, 5, 2, 4]
     votes = [
@@ -147,14 +152,14 @@ def test_parameters_are_low_medians() -> None:
 
 def test_too_few_votes_is_no_consensus() -> None:
     rng = random.Random(5)
-    keys, pinned = _authorities(rng, 3)
+    keys, _ = _authorities(rng, 3)
     with pytest.raises(ConsensusComputationError, match="only 1 of 3 authorities voted"):
         _compute([make_vote(keys[0], EPOCH, [])], keys)
 
 
 def test_votes_from_unknown_keys_or_other_epochs_are_refused() -> None:
     rng = random.Random(6)
-    keys, pinned = _authorities(rng, 3)
+    keys, _ = _authorities(rng, 3)
     stranger = signing_key(rng)
     with pytest.raises(UnknownAuthorityError):
         _compute([make_vote(keys[0], EPOCH, []), make_vote(stranger, EPOCH, [])], keys)
@@ -183,7 +188,7 @@ def test_an_authority_with_two_different_votes_is_left_out() -> None:
 
 def test_geometry_needs_a_majority() -> None:
     rng = random.Random(8)
-    keys, pinned = _authorities(rng, 4)
+    keys, _ = _authorities(rng, 4)
     other = Geometry(hops=4, user_payload_size=1000)
     votes = [
         make_vote(keys[0], EPOCH, []),
@@ -199,7 +204,7 @@ def test_geometry_needs_a_majority() -> None:
 
 def test_times_come_from_the_clock() -> None:
     rng = random.Random(9)
-    keys, pinned = _authorities(rng, 1)
+    keys, _ = _authorities(rng, 1)
     consensus = _compute([make_vote(keys[0], EPOCH, [])], keys)
     schedule = CLOCK.schedule(EPOCH)
     assert (consensus.valid_after_ms, consensus.fresh_until_ms, consensus.valid_until_ms) == (
@@ -298,7 +303,7 @@ def test_grinding_keys_does_no_better_than_chance() -> None:
 
 def test_gateways_are_listed_and_not_layered() -> None:
     rng = random.Random(12)
-    keys, pinned = _authorities(rng, 3)
+    keys, _ = _authorities(rng, 3)
     network = make_network(rng, EPOCH, 5, 2)
     votes = [make_vote(k, EPOCH, network) for k in keys]
     consensus = _compute(votes, keys)

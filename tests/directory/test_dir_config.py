@@ -11,15 +11,20 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from daemon_process import authority_toml
 
-from directory.authority_config import SAMPLE_CONFIG, load_authority_config, parse_authority_config
+from directory.authority_config import (
+    SAMPLE_CONFIG,
+    load_authority_config,
+    parse_authority_config,
+)
 from directory.descriptor import Role
 from directory.errors import ConfigError, StorageError
 from directory.http_server import ConnectionLimits
-from directory.parameters import ParameterRanges
-from directory.storage import AuthorityStore
 from directory.keyfile import read_key_file, write_key_file
+from directory.parameters import ParameterRanges
 from directory.signatures import SigningKey
+from directory.storage import AuthorityStore
 from trimix.cli import main
 
 KEY_A = "11" * 32
@@ -115,7 +120,7 @@ def test_the_sample_configuration_parses_once_keys_are_filled_in(tmp_path: Path)
         ({"nodes": {"allowed": [KEY_B]}}, r"\[\[nodes\]\] entries"),
         ({"nodes": [{"identity_key": KEY_B, "role": "relay"}]}, "mix"),
         (
-            {"nodes": [{"identity_key": KEY_B, "role": "mix"}, {"identity_key": KEY_B, "role": "mix"}]},
+            {"nodes": [{"identity_key": KEY_B, "role": "mix"}] * 2},
             "twice",
         ),
         ({"registration": {"open": "yes"}}, "true or false"),
@@ -200,18 +205,7 @@ def test_run_on_a_port_in_use_fails_cleanly(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        (tmp_path / "authority.toml").write_text(
-            f"""
-[authority]
-key_file = "authority.key"
-data_dir = "data"
-listen = "127.0.0.1:{port}"
-
-[[authorities]]
-public_key = "{key.public_key.hex()}"
-url = "http://127.0.0.1:{port}"
-"""
-        )
+        (tmp_path / "authority.toml").write_text(authority_toml(key.public_key, port))
         result = CliRunner().invoke(
             main, ["authority", "run", "--config", str(tmp_path / "authority.toml")]
         )
@@ -244,18 +238,7 @@ def test_a_corrupt_database_is_a_one_line_error_at_start(tmp_path: Path) -> None
     database.write_bytes(b"this is not an SQLite database" * 100)
     with pytest.raises(StorageError, match="damaged or not SQLite"):
         AuthorityStore(database)
-    (tmp_path / "authority.toml").write_text(
-        f"""
-[authority]
-key_file = "authority.key"
-data_dir = "data"
-listen = "127.0.0.1:0"
-
-[[authorities]]
-public_key = "{key.public_key.hex()}"
-url = "http://127.0.0.1:1"
-"""
-    )
+    (tmp_path / "authority.toml").write_text(authority_toml(key.public_key, 0))
     result = CliRunner().invoke(
         main, ["authority", "run", "--config", str(tmp_path / "authority.toml")]
     )

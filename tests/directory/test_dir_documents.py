@@ -474,7 +474,7 @@ def test_a_vote_prefix_names_its_signer_and_epoch() -> None:
     rng = random.Random(13)
     key = signing_key(rng)
     data = make_vote(key, 7, [make_descriptor(rng, 7)]).to_bytes()
-    for cut in range(0, 40):
+    for cut in range(40):
         assert read_vote_prefix(data[:cut]) is None
     prefix = read_vote_prefix(data[:64])
     assert prefix is not None and (prefix.epoch, prefix.authority_key) == (7, key.public_key)

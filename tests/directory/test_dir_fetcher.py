@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 import trio
-from dir_helpers import GEOMETRY, free_port, make_consensus, make_network, signed_document
+from dir_helpers import (
+    GEOMETRY,
+    free_port,
+    make_consensus,
+    make_network,
+    signed_document,
+)
 from dir_network import clock_starting_now, plan_authorities, start_authority, upload
 
 from directory.consensus import Consensus

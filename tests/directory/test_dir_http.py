@@ -13,9 +13,16 @@ import httpx
 import pytest
 import trio
 from dir_helpers import make_descriptor, make_vote, signing_key
-from dir_network import RunningAuthority, clock_starting_now, plan_authorities, start_authority
+from dir_network import (
+    RunningAuthority,
+    clock_starting_now,
+    plan_authorities,
+    start_authority,
+    upload,
+)
 
 from directory.descriptor import MAX_DESCRIPTOR_SIZE
+from directory.endpoints import AuthorityEndpoint
 from directory.signature_message import sign_consensus_body
 from directory.vote import MAX_VOTE_SIZE
 
@@ -195,3 +202,63 @@ async def test_every_route_answers_405_to_a_wrong_method_and_huge_epochs_are_4xx
         health = (await client.get(route("/v1/health"))).json()
     assert "http.internal_error" not in health["counters"]
     assert "Traceback" not in caplog.text and "internal error" not in caplog.text
+
+
+async def test_sybil_uploads_from_one_source_cannot_crowd_out_an_honest_node(
+    tmp_path: Path,
+) -> None:
+    """Finding 5 against a daemon: with open registration (a testnet), 300 Sybil descriptors
+    from one address (127.0.0.2) against a capacity of 100: the per-source budget (50 per
+    epoch length, a token bucket) stops them near 50, and an honest node from another
+    address is still accepted. With closed registration (the default), none gets in."""
+    rng = random.Random(43)
+    clock = clock_starting_now(60_000)
+    plan = plan_authorities(rng, 2)
+    endpoints = [endpoint for _, endpoint in plan]
+    epoch = clock.epoch_at(time.time()) + 1
+    sybils = [make_descriptor(rng, epoch).to_bytes() for _ in range(300)]
+    honest = make_descriptor(rng, epoch)
+    limits = {"uploads_per_source_per_epoch": 50, "max_descriptors_per_epoch": 100}
+    async with trio.open_nursery() as nursery:
+        opened = await start_authority(
+            nursery, *plan[0], endpoints, clock, tmp_path / "open", **limits
+        )
+        closed = await start_authority(
+            nursery,
+            *plan[1],
+            endpoints,
+            clock,
+            tmp_path / "closed",
+            allowed_nodes={honest.identity_key: honest.role},
+            **limits,
+        )
+        try:
+            sybil_transport = httpx.AsyncHTTPTransport(
+                local_address="127.0.0.2", limits=httpx.Limits(max_connections=16)
+            )
+            async with httpx.AsyncClient(timeout=10, transport=sybil_transport) as sybil:
+                for authority in (opened, closed):
+                    outcomes: dict[int, int] = {}
+
+                    async def one(document: bytes, endpoint: AuthorityEndpoint) -> None:
+                        response = await sybil.post(
+                            endpoint.route("/v1/descriptor"), content=document
+                        )
+                        outcomes[response.status_code] = outcomes.get(response.status_code, 0) + 1
+
+                    started = time.monotonic()
+                    async with trio.open_nursery() as uploads:
+                        for document in sybils:
+                            uploads.start_soon(one, document, authority.endpoint)
+                    refilled = int((time.monotonic() - started) * 50 / 60) + 1
+                    admitted = 200 if authority is opened else 403
+                    assert set(outcomes) == {admitted, 429}
+                    assert 50 <= outcomes[admitted] <= 50 + refilled
+                    assert outcomes[429] == 300 - outcomes[admitted]
+                    response = await upload(authority.endpoint, honest.to_bytes())
+                    assert response.status_code == 200, response.text
+            health = await opened.health()
+            assert 51 <= health["descriptors"] < 100  # the capacity was never reached
+        finally:
+            await opened.stop()
+            await closed.stop()

@@ -11,7 +11,12 @@ import httpx
 import pytest
 import trio
 from dir_helpers import GEOMETRY, make_network, make_vote, reveals_of, signed_document
-from dir_network import clock_starting_now, plan_authorities, start_authority, upload_all
+from dir_network import (
+    clock_starting_now,
+    plan_authorities,
+    start_authority,
+    upload_all,
+)
 
 from directory.compute import compute_consensus
 from directory.consensus import (
@@ -22,7 +27,11 @@ from directory.consensus import (
 )
 from directory.descriptor import NodeDescriptor
 from directory.endpoints import AuthorityEndpoint
-from directory.errors import ConsensusUnavailableError, DirectoryError, InsufficientSignaturesError
+from directory.errors import (
+    ConsensusUnavailableError,
+    DirectoryError,
+    InsufficientSignaturesError,
+)
 from directory.evidence import decode_equivocation
 from directory.fetcher import ConsensusFetcher
 from directory.signature_message import sign_consensus_body
@@ -265,7 +274,13 @@ async def test_an_equivocating_authority_cannot_split_three_daemons(tmp_path: Pa
             )
             honest = [
                 await start_authority(
-                    nursery, key, endpoint, endpoints, clock, tmp_path / f"a{i}", allowed_nodes=allowed
+                    nursery,
+                    key,
+                    endpoint,
+                    endpoints,
+                    clock,
+                    tmp_path / f"a{i}",
+                    allowed_nodes=allowed,
                 )
                 for i, (key, endpoint) in enumerate(plan[:2])
             ]

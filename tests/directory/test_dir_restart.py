@@ -8,14 +8,12 @@ import random
 import signal
 import stat
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 import trio
+from daemon_process import authority_toml, start_daemon, trimix_authority, wait_healthy
 from dir_helpers import GEOMETRY, free_port, make_network
 
 from directory.endpoints import AuthorityEndpoint
@@ -25,44 +23,17 @@ from directory.verify import verify_consensus
 EPOCH_SECONDS = 3
 
 
-def _trimix(*arguments: str) -> list[str]:
-    return [sys.executable, "-m", "trimix", "authority", *arguments]
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        yield started
-    finally:
-        for process in started:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
-
-
 def _keygen(key_file: Path) -> bytes:
     result = subprocess.run(
-        _trimix("keygen", "--key-file", str(key_file)), capture_output=True, text=True, timeout=60
+        trimix_authority("keygen", "--key-file", str(key_file)),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     line = next(x for x in result.stdout.splitlines() if x.startswith("public_key"))
     return bytes.fromhex(line.split('"')[1])
-
-
-async def _wait_healthy(endpoint: AuthorityEndpoint, process: subprocess.Popen[bytes]) -> None:
-    with trio.fail_after(30):
-        async with httpx.AsyncClient(timeout=2) as client:
-            while True:
-                assert process.poll() is None, "the authority exited"
-                try:
-                    response = await client.get(endpoint.route("/v1/health"))
-                    if response.status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                await trio.sleep(0.1)
 
 
 def _open_epoch(clock: EpochClock) -> int:
@@ -109,33 +80,26 @@ async def test_restarted_authority_keeps_its_published_documents(
     clock = EpochClock(origin_ms=round(origin * 1000), length_ms=EPOCH_SECONDS * 1000)
     config = tmp_path / "authority.toml"
     config.write_text(
-        f"""
-[authority]
-key_file = "authority.key"
-data_dir = "data"
-listen = "127.0.0.1:{port}"
-
+        authority_toml(
+            key,
+            port,
+            f"""
 [epoch]
 origin = {origin!r}
 length_seconds = {EPOCH_SECONDS}
 
-[[authorities]]
-public_key = "{key.hex()}"
-url = "{endpoint.url}"
-"""
+[registration]
+open = true
+""",
+        )
     )
     log_path = tmp_path / "authority.log"
 
     def start() -> subprocess.Popen[bytes]:
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                _trimix("run", "--config", str(config)), stdout=log, stderr=subprocess.STDOUT
-            )
-        processes.append(process)
-        return process
+        return start_daemon(config, log_path, processes)
 
     process = start()
-    await _wait_healthy(endpoint, process)
+    await wait_healthy(endpoint, process)
     first_epoch, first = await _upload_and_get(endpoint, clock, rng)
     pinned = [key]
     verify_consensus(first, pinned, first_epoch, GEOMETRY, now=time.time())
@@ -144,7 +108,7 @@ url = "{endpoint.url}"
     assert process.wait(timeout=15) == 0  # a clean exit
 
     process = start()
-    await _wait_healthy(endpoint, process)
+    await wait_healthy(endpoint, process)
     assert await _get(endpoint, first_epoch) == first
     second_epoch, second = await _upload_and_get(endpoint, clock, rng)
     assert second_epoch > first_epoch
@@ -153,7 +117,7 @@ url = "{endpoint.url}"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=15)
     process = start()
-    await _wait_healthy(endpoint, process)
+    await wait_healthy(endpoint, process)
     assert await _get(endpoint, first_epoch) == first
     assert await _get(endpoint, second_epoch) == second
     process.send_signal(signal.SIGTERM)

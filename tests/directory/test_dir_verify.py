@@ -12,7 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from directory.canonical import pack
-from directory.consensus import AuthoritySignature, SignedConsensus, decode_signed_consensus
+from directory.consensus import (
+    AuthoritySignature,
+    SignedConsensus,
+    decode_signed_consensus,
+)
 from directory.epoch import EpochClock
 from directory.errors import (
     BadSignatureError,
@@ -192,7 +196,10 @@ def test_a_configured_threshold_is_enforced_and_validated() -> None:
         ({"lambda_d_mhz": 1_000_000_000}, "lambda_d_mhz"),
     ],
 )
-def test_unsafe_parameters_are_refused_even_when_signed(change: dict, field: str) -> None:  # type: ignore[type-arg]
+def test_unsafe_parameters_are_refused_even_when_signed(
+    change: dict,  # type: ignore[type-arg]
+    field: str,
+) -> None:
     """What one byzantine authority could make the low median of two votes: refused by
     every node and client, with a clear error, whatever signatures it carries."""
     unsafe = replace(CONSENSUS, parameters=replace(CONSENSUS.parameters, **change))
