@@ -114,7 +114,12 @@ async def test_packets_cross_five_hops_and_two_epoch_boundaries(
         nursery.cancel_scope.cancel()
     assert plan.clock.epoch_at(time.time()) - plan.clock.epoch_at(started) >= 2
     drops = await network_drops(plan)
-    assert report.delivered == report.sent, f"lost {report.sent - report.delivered}: {drops}"
+    stored = await _metric(exit_, "trimix_messages_stored_total")
+    refused = await _metric(exit_, "trimix_messages_refused_total")
+    assert report.delivered == report.sent, (
+        f"lost {report.sent - report.delivered}: dropped {drops}, stored {stored}, "
+        f"refused {refused}"
+    )
     assert report.duplicates == 0
     # Each packet waited at least its drawn delays; the rest is links, crypto and polling.
     assert min(report.overhead_ms) > 0
