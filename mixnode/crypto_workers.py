@@ -88,6 +88,7 @@ class CryptoWorkers:
         data_dir: Path,
         *,
         is_gateway: bool,
+        expected_items: int,
         on_outcome: Callable[[Outcome, float], None],
         on_busy: Callable[[], None],
     ) -> None:
@@ -95,6 +96,7 @@ class CryptoWorkers:
         self.geometry = geometry
         self.data_dir = data_dir
         self.is_gateway = is_gateway
+        self.expected_items = expected_items
         self.on_outcome = on_outcome
         self.on_busy = on_busy
         self._processes: list[subprocess.Popen[bytes]] = []
@@ -113,7 +115,7 @@ class CryptoWorkers:
                             sys.executable, "-m", "mixnode.crypto_workers",
                             str(theirs.fileno()), str(self.data_dir), str(index),
                             str(self.geometry.hops), str(self.geometry.user_payload_size),
-                            "1" if self.is_gateway else "0",
+                            "1" if self.is_gateway else "0", str(self.expected_items),
                         ],
                         pass_fds=(theirs.fileno(),),
                         stdin=subprocess.DEVNULL,
@@ -131,11 +133,10 @@ class CryptoWorkers:
             self._stop()
 
     def _stop(self) -> None:
+        # Closing our end is the stop signal: a worker that reads end-of-stream closes its
+        # replay filters and exits.
         for stream in self._streams:
-            try:
-                stream.socket.send(record(STOP, b""))
-            except OSError:
-                pass
+            stream.socket.close()
         for process in self._processes:
             try:
                 process.wait(timeout=5)
@@ -195,10 +196,12 @@ class CryptoWorkers:
                 self.on_outcome(outcome, arrival)
 
 
-def worker_main(fd: int, data_dir: Path, index: int, geometry: Geometry, is_gateway: bool) -> None:
+def worker_main(
+    fd: int, data_dir: Path, index: int, geometry: Geometry, is_gateway: bool, expected: int
+) -> None:
     """A worker process: packets in, outcomes out, until STOP or the main process goes."""
     connection = socket.socket(fileno=fd)
-    replay = ReplayFilters(data_dir / "replay" / f"worker-{index}")
+    replay = ReplayFilters(data_dir / "replay" / f"worker-{index}", expected_items=expected)
     pipeline: PacketPipeline | None = None
     buffer = bytearray()
     try:
@@ -240,11 +243,12 @@ def worker_main(fd: int, data_dir: Path, index: int, geometry: Geometry, is_gate
 
 
 if __name__ == "__main__":
-    _fd, _dir, _index, _hops, _payload, _gateway = sys.argv[1:7]
+    _fd, _dir, _index, _hops, _payload, _gateway, _expected = sys.argv[1:8]
     worker_main(
         int(_fd),
         Path(_dir),
         int(_index),
         Geometry(hops=int(_hops), user_payload_size=int(_payload)),
         _gateway == "1",
+        int(_expected),
     )

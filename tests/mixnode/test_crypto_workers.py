@@ -1,0 +1,66 @@
+"""Worker processes for the packet crypto: real processes, dispatch by α, replays caught."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import trio
+
+from mixnode.crypto_workers import CryptoWorkers, WorkerView, record, split_records, worker_for
+from mixnode.key_ring import SphinxKeyRing
+from mixnode.packet_pipeline import Dropped, Outcome, Scheduled, SendPacket
+from sphinx_packets import Geometry, NodeDelay, PathHop, Recipient, create_packet
+
+GEOMETRY = Geometry(hops=5, user_payload_size=256)
+EPOCH = 4
+
+
+def test_records_split_whole_only() -> None:
+    buffer = bytearray(record(1, b"abc") + record(4, b"") + record(2, b"xy")[:3])
+    assert split_records(buffer) == [(1, b"abc"), (4, b"")]
+    assert len(buffer) == 3
+    buffer += record(2, b"xy")[3:]
+    assert split_records(buffer) == [(2, b"xy")]
+
+
+async def test_two_workers_process_packets_and_refuse_replays(tmp_path: Path) -> None:
+    rng = random.Random(21)
+    ring = SphinxKeyRing(tmp_path / "sphinx-keys", rng=rng.randbytes)
+    ring.ensure(EPOCH - 1, 4)
+    own_id, next_id = rng.randbytes(32), rng.randbytes(32)
+    next_key = ring.public_keys(EPOCH)[0]  # any valid public key will do for the next hop
+    outcomes: list[tuple[Outcome, float]] = []
+    busy: list[int] = []
+    workers = CryptoWorkers(
+        2, GEOMETRY, tmp_path, is_gateway=False, expected_items=10_000,
+        on_outcome=lambda outcome, arrival: outcomes.append((outcome, arrival)),
+        on_busy=lambda: busy.append(1),
+    )
+    packets = []
+    for index in range(20):
+        path = [
+            PathHop(own_id, ring.public_keys(EPOCH)[0], (NodeDelay(100 + index),)),
+            PathHop(next_id, next_key, (Recipient(bytes(32)),)),
+        ]
+        packets.append(create_packet(GEOMETRY, path, rng.randbytes(256), rng=rng.randbytes))
+    assert {worker_for(p, 2) for p in packets} == {0, 1}
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(workers.run)
+            workers.announce(WorkerView(EPOCH, 1000, frozenset({next_id}), bytes(32)))
+            for index, packet in enumerate(packets):
+                workers.submit(packet, arrival=10.0 + index)
+            workers.submit(packets[3], arrival=50.0)  # a copy: the same worker refuses it
+            while len(outcomes) < 21:
+                await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+    assert not busy
+    scheduled = [(o, a) for o, a in outcomes if isinstance(o, Scheduled)]
+    assert len(scheduled) == 20
+    for outcome, arrival in scheduled:
+        assert isinstance(outcome.action, SendPacket) and outcome.action.next_node_id == next_id
+        index = int(round(arrival - 10.0))
+        assert outcome.deadline == arrival + (100 + index) / 1000  # the delay from arrival
+    assert [o for o, _ in outcomes if isinstance(o, Dropped)] == [Dropped("replay")]
+    assert sorted(p.name for p in (tmp_path / "replay").iterdir()) == ["worker-0", "worker-1"]
