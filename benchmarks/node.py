@@ -56,6 +56,7 @@ from directory import (  # noqa: E402
     sign_vote,
 )
 from directory.keyfile import write_key_file  # noqa: E402
+from directory.shared_random import Reveal, reveal_for  # noqa: E402
 from mixnode.key_ring import LinkKey, SphinxKeyRing, write_secret_file  # noqa: E402
 from mixnode.link import Frame, FrameKind  # noqa: E402
 from mixnode.link_driver import LinkServer, open_link  # noqa: E402
@@ -105,14 +106,17 @@ class Network:
                              tuple(os.urandom(32) for _ in range(3))),
         ]
         parameters = Parameters.default()
+        reveals = [Reveal(self.epoch, k.public_key, reveal_for(k, self.epoch))
+                   for k in self.authorities]
         votes = [
             sign_vote(key, epoch=self.epoch, parameters=parameters,
-                      geometry_hash=GEOMETRY.hash(), descriptors=descriptors)
-            for key in self.authorities
+                      geometry_hash=GEOMETRY.hash(), commitment=reveal.commitment(),
+                      descriptors=descriptors)
+            for key, reveal in zip(self.authorities, reveals, strict=True)
         ]
         self.consensus = compute_consensus(
             votes, epoch=self.epoch, authorities=[k.public_key for k in self.authorities],
-            clock=self.clock,
+            clock=self.clock, reveals=reveals,
         )
         body = self.consensus.to_bytes()
         document = SignedConsensus(
