@@ -40,10 +40,10 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-import httpx  # noqa: E402
-import trio  # noqa: E402
+import httpx
+import trio
 
-from directory import (  # noqa: E402
+from directory import (
     Address,
     AuthoritySignature,
     EpochClock,
@@ -55,13 +55,13 @@ from directory import (  # noqa: E402
     sign_descriptor,
     sign_vote,
 )
-from directory.keyfile import write_key_file  # noqa: E402
-from directory.shared_random import Reveal, reveal_for  # noqa: E402
-from mixnode.key_ring import LinkKey, SphinxKeyRing, write_secret_file  # noqa: E402
-from mixnode.link import Frame, FrameKind  # noqa: E402
-from mixnode.link_driver import LinkServer, open_link  # noqa: E402
-from mixnode.loop_cover import draw_delay_ms  # noqa: E402
-from sphinx_packets import Geometry, NodeDelay, PathHop, Recipient, create_packet  # noqa: E402
+from directory.keyfile import write_key_file
+from directory.shared_random import Reveal, reveal_for
+from mixnode.key_ring import LinkKey, SphinxKeyRing, write_secret_file
+from mixnode.link import Frame, FrameKind
+from mixnode.link_driver import LinkServer, open_link
+from mixnode.loop_cover import draw_delay_ms
+from sphinx_packets import Geometry, NodeDelay, PathHop, Recipient, create_packet
 
 GEOMETRY = Geometry.default()
 EPOCH_SECONDS = 3600

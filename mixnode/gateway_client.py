@@ -14,13 +14,13 @@ import trio
 from mixnode.gateway_protocol import (
     Ack,
     ControlError,
+    Delivery,
     Empty,
     Error,
     Fetch,
     Message,
     Register,
     Registered,
-    Delivery,
     decode_reply,
     encode_request,
 )

@@ -232,7 +232,7 @@ def _limits(table: Mapping[str, Any]) -> Limits:
         values[name] = value
     unknown = set(table) - set(Limits.__dataclass_fields__)
     if unknown:
-        raise NodeConfigError(f"unknown key limits.{sorted(unknown)[0]}")
+        raise NodeConfigError(f"unknown key limits.{min(unknown)}")
     return Limits(**values)
 
 

@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
-from pathlib import Path
 
 import hypercorn.config
 import hypercorn.trio
@@ -38,12 +37,12 @@ from directory.fetcher import ConsensusFetcher
 from directory.signatures import SigningKey, node_id
 from directory.upload import upload_descriptor
 from mixnode.crypto_workers import CryptoWorkers, WorkerView
+from mixnode.gateway_session import serve_client
 from mixnode.key_ring import LinkKey, SphinxKeyRing
-from mixnode.link import Frame, FrameKind, LinkError
+from mixnode.link import Frame, FrameKind
 from mixnode.link_driver import LinkConnection, LinkServer, LinkTimings, PeerLinks
 from mixnode.loop_cover import LoopCover
 from mixnode.mailbox import MailboxLimits, MailboxStore, StoreOutcome
-from mixnode.gateway_session import serve_client
 from mixnode.node_config import NodeConfig
 from mixnode.node_metrics import NodeMetrics
 from mixnode.packet_pipeline import (
@@ -59,7 +58,6 @@ from mixnode.packet_pipeline import (
 )
 from mixnode.replay_filter import ReplayFilters
 from mixnode.scheduler import DelayScheduler, SchedulerTask
-from sphinx_packets import NodeKeys
 
 log = logging.getLogger(__name__)
 
@@ -507,11 +505,3 @@ class NodeDaemon:
                 self.mailboxes.expire(now=self.now())
                 self.metrics.mailboxes.set(self.mailboxes.counts().mailboxes)
 
-
-def load_link_key(path: Path) -> LinkKey:
-    from mixnode.key_ring import read_secret_file
-
-    return LinkKey(read_secret_file(path))
-
-
-__all__ = ["NodeDaemon", "Peer", "load_link_key", "LinkError", "NodeKeys"]

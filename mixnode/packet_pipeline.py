@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mixnode.gateway_protocol import Delivery, MessageKind
 from sphinx_packets import (
     Deliver,
     DeliverSurbReply,
@@ -35,8 +36,6 @@ from sphinx_packets.errors import (
     ReplayError,
 )
 from sphinx_packets.geometry import SURB_ID_SIZE
-
-from mixnode.gateway_protocol import MessageKind, Delivery
 
 DROP_REASONS = (
     "malformed",

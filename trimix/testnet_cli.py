@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import random
-from functools import partial
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import click

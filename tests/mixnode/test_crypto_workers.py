@@ -60,7 +60,7 @@ async def test_two_workers_process_packets_and_refuse_replays(tmp_path: Path) ->
     assert len(scheduled) == 20
     for outcome, arrival in scheduled:
         assert isinstance(outcome.action, SendPacket) and outcome.action.next_node_id == next_id
-        index = int(round(arrival - 10.0))
+        index = round(arrival - 10.0)
         assert outcome.deadline == arrival + (100 + index) / 1000  # the delay from arrival
     assert [o for o, _ in outcomes if isinstance(o, Dropped)] == [Dropped("replay")]
     assert sorted(p.name for p in (tmp_path / "replay").iterdir()) == ["worker-0", "worker-1"]
