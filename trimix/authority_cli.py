@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
@@ -13,9 +10,7 @@ from directory.authority_config import SAMPLE_CONFIG, load_authority_config
 from directory.errors import ConfigError, DirectoryError
 from directory.keyfile import read_key_file, write_key_file
 from directory.signatures import SigningKey
-
-if TYPE_CHECKING:
-    from directory.authority import AuthorityDaemon
+from trimix.daemon_runner import configure_logging, run_until_signal
 
 DATABASE_NAME = "authority.sqlite3"
 
@@ -71,19 +66,11 @@ def _epilog() -> str:
 def run(config_path: Path, log_level: str) -> None:
     """Run a directory authority until SIGTERM or SIGINT."""
     # The daemon's imports (Trio, hypercorn, httpx) are paid only by this command.
-    import trio
-
     from directory.authority import AuthorityDaemon
     from directory.authority_core import AuthorityCore
     from directory.storage import AuthorityStore
 
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # httpx logs every request with its URL at INFO: peer addresses stay out of the logs.
-    for noisy in ("httpx", "httpcore", "hpack"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    configure_logging(log_level)
     try:
         config = load_authority_config(config_path)
         key = read_key_file(config.key_file)
@@ -104,35 +91,7 @@ def run(config_path: Path, log_level: str) -> None:
         connection_limits=config.connection_limits,
     )
     try:
-        trio.run(_serve_until_signal, daemon)
-    except OSError as error:
-        raise click.ClickException(f"cannot serve: {error}") from None
-    except BaseExceptionGroup as group:
-        socket_errors, others = group.split(OSError)
-        if socket_errors is None or others is not None:
-            raise
-        raise click.ClickException(f"cannot serve: {_first_leaf(socket_errors)}") from None
+        run_until_signal(daemon)
     finally:
         store.close()
 
-
-def _first_leaf(group: BaseExceptionGroup[OSError]) -> BaseException:
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
-
-
-async def _serve_until_signal(daemon: AuthorityDaemon) -> None:
-    import trio
-
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(daemon.run)
-
-            async def stop_on_signal() -> None:
-                async for _ in signals:
-                    daemon.stop()
-                    return
-
-            nursery.start_soon(stop_on_signal)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
@@ -14,9 +11,7 @@ from directory.keyfile import read_key_file, write_key_file
 from directory.signatures import SigningKey, node_id
 from mixnode.key_ring import KeyFileError, LinkKey, read_secret_file, write_secret_file
 from mixnode.node_config import SAMPLE_CONFIG, NodeConfigError, load_node_config
-
-if TYPE_CHECKING:
-    from mixnode.node_daemon import NodeDaemon
+from trimix.daemon_runner import configure_logging, run_until_signal
 
 
 @click.group()
@@ -75,16 +70,9 @@ def _epilog() -> str:
 )
 def run(config_path: Path, log_level: str) -> None:
     """Run a mix node or gateway until SIGTERM or SIGINT."""
-    import trio
-
     from mixnode.node_daemon import NodeDaemon
 
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("httpx", "httpcore", "hpack"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    configure_logging(log_level)
     try:
         config = load_node_config(config_path)
         identity = read_key_file(config.identity_key_file)
@@ -94,22 +82,4 @@ def run(config_path: Path, log_level: str) -> None:
         raise click.ClickException(str(error)) from None
     except OSError as error:
         raise click.ClickException(f"cannot start: {error.strerror}") from None
-    try:
-        trio.run(_serve_until_signal, daemon)
-    except OSError as error:
-        raise click.ClickException(f"cannot serve: {error.strerror}") from None
-
-
-async def _serve_until_signal(daemon: NodeDaemon) -> None:
-    import trio
-
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(daemon.run)
-
-            async def stop_on_signal() -> None:
-                async for _ in signals:
-                    daemon.stop()
-                    return
-
-            nursery.start_soon(stop_on_signal)
+    run_until_signal(daemon)
