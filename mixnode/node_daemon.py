@@ -58,6 +58,7 @@ from mixnode.packet_pipeline import (
 )
 from mixnode.replay_filter import ReplayFilters
 from mixnode.scheduler import DelayScheduler, SchedulerTask
+from mixnode.surb_ack import AckPacket, ack_packet
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,8 @@ class NodeDaemon:
         left = await self.scheduler.drain(grace)
         stores = [a for a in left if isinstance(a, StoreMessage)]
         if stores and self.mailboxes is not None:
-            # Mail that has arrived is never thrown away: store it now, delay or not.
+            # Mail that has arrived is never thrown away: store it now, delay or not (its
+            # SURB-ACKs are not sent: the senders retransmit, and the receiver drops copies).
             self._store_batch(stores)
         lost = len(left) - len(stores)
         if lost:
@@ -440,18 +442,28 @@ class NodeDaemon:
                     batch.append(self._deliveries_out.receive_nowait())
                 except trio.WouldBlock:
                     break
-            await trio.to_thread.run_sync(self._store_batch, batch)
+            acks = await trio.to_thread.run_sync(self._store_batch, batch)
+            for ack in acks:  # only now that the messages are on disk
+                self._send(SendPacket(ack.first_hop, ack.packet))
 
-    def _store_batch(self, batch: list[StoreMessage]) -> None:
+    def _store_batch(self, batch: list[StoreMessage]) -> list[AckPacket]:
+        """Store a batch in one transaction; the SURB-ACKs of what was stored."""
         assert self.mailboxes is not None
         outcomes = self.mailboxes.store_many(
             [(a.recipient_id, a.message.to_bytes()) for a in batch], now=self.now()
         )
-        for outcome in outcomes:
-            if outcome is StoreOutcome.STORED:
-                self.metrics.messages_stored.inc()
-            else:
+        acks = []
+        for action, outcome in zip(batch, outcomes, strict=True):
+            if outcome is not StoreOutcome.STORED:
                 self.metrics.messages_refused.labels(outcome.value).inc()
+                continue
+            self.metrics.messages_stored.inc()
+            if action.surb_ack is not None:
+                ack = ack_packet(self.config.geometry, action.surb_ack)
+                self.metrics.surb_acks.labels("sent" if ack else "malformed").inc()
+                if ack is not None:
+                    acks.append(ack)
+        return acks
 
     # --- cover, housekeeping ---------------------------------------------------------------
 

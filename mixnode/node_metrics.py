@@ -65,6 +65,10 @@ class NodeMetrics:
             "trimix_gateway_requests", "Client control requests, by outcome", ["outcome"],
             registry=r,
         )
+        self.surb_acks = Counter(
+            "trimix_surb_acks", "SURB-ACKs answered after storing (exit gateway)", ["outcome"],
+            registry=r,
+        )
         self.mailboxes = Gauge("trimix_mailboxes", "Mailboxes held (gateway)", registry=r)
         self.consensus_epoch = Gauge(
             "trimix_consensus_epoch", "Epoch of the consensus in force", registry=r

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mixnode.gateway_protocol import Delivery, MessageKind
+from mixnode.surb_ack import split_surb_ack
 from sphinx_packets import (
     Deliver,
     DeliverSurbReply,
@@ -79,10 +80,12 @@ class SendPacket:
 
 @dataclass(frozen=True, slots=True)
 class StoreMessage:
-    """Store `message` in the mailbox `recipient_id` (exit gateway)."""
+    """Store `message` in the mailbox `recipient_id` (exit gateway); once stored, answer on
+    `surb_ack` if there is one (mixnode.surb_ack)."""
 
     recipient_id: bytes = field(repr=False)
     message: Delivery
+    surb_ack: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +157,10 @@ class PacketPipeline:
             return Dropped("not_a_gateway")
         if isinstance(result, DeliverSurbReply):
             stored = Delivery(MessageKind.SURB_REPLY, result.surb_id, result.payload)
-        else:
-            stored = Delivery(MessageKind.FORWARD, bytes(SURB_ID_SIZE), result.payload)
-        return Scheduled(deadline, StoreMessage(result.recipient_id, stored))
+            return Scheduled(deadline, StoreMessage(result.recipient_id, stored))
+        surb_ack, frame = split_surb_ack(self.geometry, result.payload)
+        stored = Delivery(MessageKind.FORWARD, bytes(SURB_ID_SIZE), frame)
+        return Scheduled(deadline, StoreMessage(result.recipient_id, stored, surb_ack))
 
     def _refused(self, error: SphinxError) -> Dropped:
         tag = getattr(error, "replay_tag", None)

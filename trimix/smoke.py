@@ -21,6 +21,7 @@ from directory.consensus import Consensus
 from mixnode.gateway_client import GatewayClient
 from mixnode.key_ring import LinkKey
 from mixnode.loop_cover import draw_delay_ms
+from mixnode.surb_ack import carries_surb_acks
 from sphinx_packets import Geometry, NodeDelay, PathHop, Recipient, create_packet
 from trimix.testnet import PlannedNode
 
@@ -105,6 +106,7 @@ async def smoke_run(
     sender_key = LinkKey.generate()
     receiver_key = LinkKey.generate()
     size = geometry.packet_size
+    ack_field = geometry.surb_size if carries_surb_acks(geometry) else 0
     sender = await GatewayClient.connect(
         "127.0.0.1", entry.client_port, sender_key.private_key, entry.link_public_key, size
     )
@@ -123,7 +125,8 @@ async def smoke_run(
         async def send_all() -> None:
             for sequence in range(packets):
                 path, delays = smoke_path(current(), entry.node_id, exit_.node_id, mailbox, rng)
-                head = _HEAD.pack(MARKER, sequence, trio.current_time(), delays)
+                # No SURB-ACK (the field is zero): the receiver's polling measures delivery.
+                head = bytes(ack_field) + _HEAD.pack(MARKER, sequence, trio.current_time(), delays)
                 payload = head + bytes(geometry.user_payload_size - len(head))
                 await sender.send_packet(create_packet(geometry, path, payload))
                 await trio.sleep(rng.expovariate(rate))

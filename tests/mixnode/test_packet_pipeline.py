@@ -18,6 +18,7 @@ from mixnode.packet_pipeline import (
     StoreMessage,
 )
 from mixnode.replay_filter import ReplayFilters
+from mixnode.surb_ack import ack_packet
 from sphinx_packets import (
     Geometry,
     NodeDelay,
@@ -147,3 +148,28 @@ def test_mix_delivers_only_its_own_loops(rng: random.Random, tmp_path: Path) -> 
     assert isinstance(outcome, Scheduled) and isinstance(outcome.action, LoopReturned)
     other = create_packet(GEOMETRY, [mix.hop(Recipient(rng.randbytes(32)))], _payload(rng))
     assert pipeline.process(other, 0.0) == Dropped("not_a_gateway")
+
+
+def test_exit_gateway_separates_the_surb_ack_from_the_frame(rng: random.Random, tmp_path: Path) -> None:
+    geometry = Geometry.default()
+    gateway, hop = Node(rng), Node(rng)
+    replay = ReplayFilters(tmp_path / "replay", expected_items=10_000)
+    replay.ensure(EPOCH)
+    view = EpochView(EPOCH, NodeKeys((gateway.key,)), 1000, frozenset())
+    pipeline = PacketPipeline(
+        geometry, replay, view, loop_recipient=rng.randbytes(32), is_gateway=True
+    )
+    surb, keys = new_surb(geometry, [hop.hop(Recipient(rng.randbytes(32)))], rng=rng.randbytes)
+    frame = rng.randbytes(geometry.user_payload_size - geometry.surb_size)
+    packet = create_packet(geometry, [gateway.hop(Recipient(bytes(32)))], surb.to_bytes() + frame)
+    outcome = pipeline.process(packet, 0.0)
+    assert isinstance(outcome, Scheduled) and isinstance(outcome.action, StoreMessage)
+    assert outcome.action.surb_ack == surb.to_bytes()
+    assert outcome.action.message.payload == frame
+    ack = ack_packet(geometry, outcome.action.surb_ack)
+    assert ack is not None and ack.first_hop == hop.node_id
+    assert ack_packet(geometry, b"\x01" * 10) is None
+    no_ack = create_packet(geometry, [gateway.hop(Recipient(bytes(32)))], bytes(geometry.surb_size) + frame)
+    outcome = pipeline.process(no_ack, 0.0)
+    assert isinstance(outcome, Scheduled) and isinstance(outcome.action, StoreMessage)
+    assert outcome.action.surb_ack is None and keys.surb_id

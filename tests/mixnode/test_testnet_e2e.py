@@ -18,11 +18,12 @@ import trio
 
 from directory.consensus import Consensus
 from directory.fetcher import ConsensusFetcher
-from mixnode.gateway_client import GatewayClient
+from mixnode.gateway_client import FetchedMessage, GatewayClient
+from mixnode.gateway_protocol import MessageKind
 from mixnode.key_ring import LinkKey, read_secret_file
 from mixnode.link import Frame, FrameKind
 from mixnode.link_driver import LinkClosed, open_link
-from sphinx_packets import create_packet
+from sphinx_packets import create_packet, decrypt_surb_payload, new_surb
 from trimix.smoke import smoke_path, smoke_run
 from trimix.testnet import (
     PlannedNode,
@@ -272,3 +273,49 @@ async def test_gateway_sigkill_loses_no_stored_message(
     assert await receiver.fetch(4) == []  # acknowledged mail is gone
     await receiver.aclose()
     assert len({m.message_id for m in fetched}) == count
+
+
+async def test_exit_gateway_answers_the_surb_ack_once_stored(
+    testnet: tuple[TestnetPlan, TestnetProcesses],
+) -> None:
+    plan, _ = testnet
+    geometry = plan.geometry
+    entry, exit_ = plan.gateways
+    consensus = await _fetcher(plan).fetch(plan.clock.epoch_at(time.time()))
+    assert entry.client_port is not None and exit_.client_port is not None
+    sender_key, receiver_key = LinkKey.generate(), LinkKey.generate()
+    size = geometry.packet_size
+    sender = await GatewayClient.connect(
+        "127.0.0.1", entry.client_port, sender_key.private_key, entry.link_public_key, size
+    )
+    receiver = await GatewayClient.connect(
+        "127.0.0.1", exit_.client_port, receiver_key.private_key, exit_.link_public_key, size
+    )
+    own_mailbox = await sender.register()
+    their_mailbox = await receiver.register()
+    rng = random.Random(17)
+    # The SURB-ACK's path: a mix of each layer, then the sender's own gateway and mailbox.
+    back, _ = smoke_path(consensus, entry.node_id, entry.node_id, own_mailbox, rng)
+    surb, keys = new_surb(geometry, back[1:], rng=rng.randbytes)
+    frame = rng.randbytes(geometry.user_payload_size - geometry.surb_size)
+    path, _ = smoke_path(consensus, entry.node_id, exit_.node_id, their_mailbox, rng)
+    await sender.send_packet(create_packet(geometry, path, surb.to_bytes() + frame))
+
+    async def first_message(client: GatewayClient) -> FetchedMessage:
+        with trio.fail_after(20):
+            while True:
+                fetched = await client.fetch(4)
+                if fetched:
+                    await client.ack([m.message_id for m in fetched])
+                    return fetched[0]
+                await trio.sleep(0.05)
+
+    delivered = await first_message(receiver)
+    assert delivered.message.payload == frame  # the SURB-ACK is not given to the recipient
+    ack = await first_message(sender)
+    assert ack.message.kind is MessageKind.SURB_REPLY and ack.message.surb_id == keys.surb_id
+    assert decrypt_surb_payload(geometry, keys, keys.surb_id, ack.message.payload) == bytes(
+        geometry.user_payload_size
+    )
+    await sender.aclose()
+    await receiver.aclose()
