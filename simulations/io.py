@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from simulations.config import PARAMETERS, SimConfig
+from simulations.config import OPTIONAL_PARAMETERS, PARAMETERS, SimConfig
 from simulations.errors import SimulationError
 from simulations.metrics import Summary
 from simulations.result import SUMMARY_FIELDS, Result
@@ -34,6 +34,8 @@ def format_cell(value: object) -> str:
         return ""
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, tuple):
+        return "+".join(str(v) for v in value)
     return str(value)
 
 
@@ -59,7 +61,10 @@ def read_csv(text: str) -> list[tuple[SimConfig, Summary]]:
         raise SimulationError("not a trimix simulation table: unexpected columns")
     rows: list[tuple[SimConfig, Summary]] = []
     for record in reader:
-        params = {name: (record[name] if record[name] != "" else None) for name in PARAMETERS}
+        params = {
+            name: (None if record[name] == "" and name in OPTIONAL_PARAMETERS else record[name])
+            for name in PARAMETERS
+        }
         figures: dict[str, Any] = {name: _parse_figure(name, record[name]) for name in SUMMARY_FIELDS}
         rows.append((SimConfig.from_dict(params), Summary(**figures)))
     return rows

@@ -49,6 +49,7 @@ class PoolView:
     arr_pos: np.ndarray  # int64: their positions (increasing)
     arr_negc: np.ndarray  # float64: −C at each arrival (non-decreasing)
     arr_busy: np.ndarray  # int64: busy period of each arrival (non-decreasing)
+    dep_row: np.ndarray  # int64: rows of departure events, in event order
 
 
 def event_order(log: EventLog) -> np.ndarray:
@@ -140,4 +141,5 @@ def pool_view(log: EventLog) -> PoolView:
         arr_pos=arr_pos,
         arr_negc=-c_after[arr_pos],
         arr_busy=busy_after[arr_pos],
+        dep_row=dep_row,
     )

@@ -19,9 +19,9 @@ of one target at one node hand to arrival a is exp(−C_a) times a suffix sum ov
 departures; it is computed for all targets of a batch at once, and weights below
 ``mass_floor`` are cut off (the mass lost that way is reported).
 
-Mass that reaches a mix loop's source, or a packet on a link only mix loops use, belongs to
-no client. A target is a packet delivered
-to a client, which a mix loop never is, so the adversary conditions on a client having sent
+Mass that reaches a node loop's source (a mix or gateway), or a packet on a link only node
+loops use, belongs to no client. A target is a packet delivered to a client, which a node
+loop never is, so the adversary conditions on a client having sent
 it: client weights are renormalised, and the mass removed is reported as ``node_mass``.
 """
 
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulations.eventlog import EventLog, PacketKind
+from simulations.eventlog import EventLog
 from simulations.pools import PoolView
 from simulations.segments import (
     expand_ranges,
@@ -54,7 +54,7 @@ class SenderDistributions:
     offsets: np.ndarray  # int64, len targets + 1
     client: np.ndarray  # int64, increasing within a target
     probability: np.ndarray  # float64, sums to 1 within a target
-    node_mass: np.ndarray  # float64 per target: traced mass that reached mix loops
+    node_mass: np.ndarray  # float64 per target: traced mass that reached node loops
     traced_mass: np.ndarray  # float64 per target: mass that reached any source (1 − what the floor cut)
 
     def of(self, index: int) -> dict[int, float]:
@@ -84,12 +84,12 @@ def trace_senders(
 ) -> SenderDistributions:
     """The adversary's sender distribution for each target packet (each must come from a client)."""
     targets = np.asarray(targets, dtype=np.int64)
-    if np.any(log.kind[targets] == PacketKind.MIX_LOOP):
+    from_client = log.from_client()
+    if not np.all(from_client[targets]):
         raise ValueError("targets must be client packets")
     is_first = np.zeros(log.rows, bool)
     is_first[log.first_row[:-1]] = True
     tables = _Tables(log.row_packet(), is_first, log.last_row(), 2 * log.rows)
-    from_client = log.kind != PacketKind.MIX_LOOP
 
     offsets = [np.zeros(1, np.int64)]
     clients: list[np.ndarray] = []

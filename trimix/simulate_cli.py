@@ -14,8 +14,10 @@ from tqdm import tqdm
 
 from simulations.config import (
     INTEGER_PARAMETERS,
+    LAYER_LIST_PARAMETERS,
+    OPTIONAL_PARAMETERS,
     PARAMETERS,
-    WORKLOADS,
+    STRING_PARAMETERS,
     SimConfig,
     coerce,
 )
@@ -28,7 +30,6 @@ from simulations.runner import run
 from simulations.sweep import grid_points, parse_grid, sweep
 
 F = TypeVar("F", bound=Callable[..., Any])
-_OPTIONAL = ("duration", "warmup")
 
 
 def config_options(func: F) -> F:
@@ -37,12 +38,15 @@ def config_options(func: F) -> F:
         flag = "--" + name.replace("_", "-")
         default = spec.default if spec.default is not None else "auto"
         kind: Any
-        if name == "workload":
-            kind = click.Choice(WORKLOADS)
+        metavar: str | None = None
+        if name in STRING_PARAMETERS:
+            kind = click.Choice(STRING_PARAMETERS[name])
+        elif name in LAYER_LIST_PARAMETERS:
+            kind, metavar, default = str, "L1,L2,…", "none"
+        elif name in OPTIONAL_PARAMETERS:
+            kind, metavar = str, "auto|COUNT" if name in INTEGER_PARAMETERS else "auto|SECONDS"
         elif name in INTEGER_PARAMETERS:
             kind = int
-        elif name in _OPTIONAL:
-            kind = str
         else:
             kind = float
         func = click.option(
@@ -50,7 +54,7 @@ def config_options(func: F) -> F:
             f"param_{name}",
             type=kind,
             default=None,
-            metavar="auto|SECONDS" if name in _OPTIONAL else None,
+            metavar=metavar,
             help=f"{spec.metadata['help']} [default: {default}]",
         )(func)
     return func

@@ -73,6 +73,7 @@ def _two_hop_log() -> EventLog:
         recipient=np.array([1, -1, 2]),
         created=np.array([0.0, 2.0, 2.5]),
         emitted=np.array([1.0, 2.0, 2.5]),
+        received=np.array([4.0, 5.0, 3.0]),
         first_row=np.array([0, 2, 4, 5]),
         node=np.array([0, 1, 0, 1, 0], np.int32),
         t_in=np.array([1.0, 2.0, 2.0, 3.0, 2.5]),

@@ -119,7 +119,7 @@ def test_stream_rates(log: EventLog) -> None:
 
 def test_paths_are_stratified(log: EventLog) -> None:
     g, w, layers = COVERED.gateways, COVERED.width, COVERED.layers
-    client = np.flatnonzero(log.kind != PacketKind.MIX_LOOP)
+    client = np.flatnonzero(log.from_client())
     hops = np.diff(log.first_row)
     assert np.all(hops[client] == layers + 2)
     nodes = log.node[log.first_row[client][:, None] + np.arange(layers + 2)[None, :]]
@@ -133,11 +133,42 @@ def test_paths_are_stratified(log: EventLog) -> None:
     loops = client[log.kind[client] == PacketKind.LOOP]
     assert np.all(log.recipient[loops] == log.source[loops])
 
-    mix_loops = np.flatnonzero(log.kind == PacketKind.MIX_LOOP)
-    assert np.all(hops[mix_loops] == layers - 1)
-    origin_layer = log.node_layer[log.source[mix_loops]]
-    first_layer = log.node_layer[log.node[log.first_row[mix_loops]]]
-    assert np.all(first_layer == (origin_layer + 1) % layers)
+
+
+def test_mix_loops_travel_the_layers_and_a_gateway_like_any_packet(log: EventLog) -> None:
+    g, w, layers = COVERED.gateways, COVERED.width, COVERED.layers
+    hops = np.diff(log.first_row)
+    loops = np.flatnonzero(log.kind == PacketKind.MIX_LOOP)
+    assert loops.shape[0] > 100
+    assert np.all(hops[loops] == layers + 1)
+    nodes = log.node[log.first_row[loops][:, None] + np.arange(layers + 1)[None, :]]
+    # The mix holds its own loop first, like any packet in its pool.
+    assert np.all(nodes[:, 0] == log.source[loops])
+    assert np.all(log.t_in[log.first_row[loops]] == log.emitted[loops])
+    origin = log.node_layer[log.source[loops]].astype(np.int64)
+    for step in range(1, layers + 1):
+        expected = origin + step
+        at = log.node[log.first_row[loops] + step]
+        gateway = expected == layers
+        # Later layers, then a gateway (its forwarding side, towards layer 1), then earlier layers.
+        assert np.all(log.node_role[at[gateway]] == NodeRole.INGRESS)
+        assert np.all(log.node_layer[at[~gateway]] == np.where(expected > layers, expected - layers - 1, expected)[~gateway])
+    # It comes back to its mix over one more link, and is consumed there.
+    last = log.last_row()[loops]
+    assert np.allclose(log.received[loops] - log.t_out[last], COVERED.link_latency)
+    assert np.all(nodes[:, 0] < g + layers * w)
+
+
+def test_gateway_loops_go_through_every_layer_and_back(log: EventLog) -> None:
+    layers = COVERED.layers
+    loops = np.flatnonzero(log.kind == PacketKind.GATEWAY_LOOP)
+    assert loops.shape[0] == pytest.approx(COVERED.gateways * COVERED.lambda_m * COVERED.duration, rel=0.15)
+    assert np.all(np.diff(log.first_row)[loops] == layers + 1)
+    nodes = log.node[log.first_row[loops][:, None] + np.arange(layers + 1)[None, :]]
+    assert np.all(nodes[:, 0] == log.source[loops])
+    assert np.all(log.node_role[nodes[:, 0]] == NodeRole.INGRESS)
+    for layer in range(layers):
+        assert np.all(log.node_layer[nodes[:, 1 + layer]] == layer)
 
 
 def test_hop_timings(log: EventLog) -> None:
@@ -146,7 +177,24 @@ def test_hop_timings(log: EventLog) -> None:
     assert held.std() == pytest.approx(1 / COVERED.mu, rel=0.03)
     later = np.flatnonzero(log.row_hop() > 0)
     assert np.allclose(log.t_in[later] - log.t_out[later - 1], COVERED.link_latency)
-    assert np.allclose(log.t_in[log.first_row[:-1]] - log.emitted, COVERED.link_latency)
+    clients = log.from_client()
+    assert np.allclose(log.t_in[log.first_row[:-1]][clients] - log.emitted[clients], COVERED.link_latency)
+    # The last link, to the recipient or back to a loop's sender, has its latency too; a drop
+    # is discarded where its path ends.
+    last_link = log.received - log.t_out[log.last_row()]
+    drops = log.kind == PacketKind.DROP
+    assert np.allclose(last_link[~drops], COVERED.link_latency)
+    assert np.all(last_link[drops] == 0.0)
+
+
+def test_every_link_of_a_path_adds_its_latency() -> None:
+    # Four links on a 3-layer path without gateways: client → L1 → L2 → L3 → recipient.
+    config = SimConfig(
+        clients=20, layers=3, width=2, gateways=0, mu=1e4, link_latency=0.5, duration=30.0, warmup=5.0, targets=50
+    )
+    result = run(config)
+    assert result.summary.network_latency_mean == pytest.approx(4 * 0.5 + 3 / 1e4, rel=1e-3)
+    assert config.path_delay == pytest.approx(4 * 0.5 + 3 / 1e4)
 
 
 def test_corrupt_mixes_are_a_random_fraction(log: EventLog) -> None:

@@ -13,7 +13,7 @@ def test_progress_is_reported_stage_by_stage() -> None:
     calls: list[tuple[str, int, int]] = []
     result = run(SimConfig(clients=30, targets=200, seed=2), progress=lambda *call: calls.append(call))
     stages = list(dict.fromkeys(stage for stage, _, _ in calls))
-    assert stages == ["generating traffic", "adversary's view", "tracing targets"]
+    assert stages == ["generating traffic", "adversary's view", "tracing targets", "tracing forward"]
     traced = [(done, total) for stage, done, total in calls if stage == "tracing targets"]
     assert traced[-1] == (200, 200) and [d for d, _ in traced] == sorted(d for d, _ in traced)
     assert result.summary.measured_targets == 200

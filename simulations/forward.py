@@ -1,0 +1,210 @@
+"""Forward per-packet entropy: where a target's probability mass ends up, packet by packet.
+
+This is the metric of the Loopix authors' discrete-event simulator (arXiv 2107.12172), applied
+to trimix's event log. The adversary marks one target packet as it enters the network and
+follows it forward with the pool-mass method (`simulations.pools`): at an honest node an
+arrival a hands each later departure d of its busy period the share
+
+    w(a, d) = exp(C(d⁻) − C(a)) / k_d,
+
+the probability that d is the packet that came in as a; at a corrupt node the mass stays with
+its packet; between nodes it follows the packet along its link. The mass stops when a packet
+leaves the last mix layer, and the figure is the Shannon entropy, in bits, of the distribution
+over those packets. Mass that ends elsewhere (a node's loop consumed before the last layer)
+is left out and the rest renormalised.
+
+It is the transpose of the backward trace in `simulations.senders`: the same weights, read
+along departures instead of arrivals. Over a batch of targets, the arrivals of one target in
+one busy period of one node form a group; the weight that group hands to departure d is
+exp(C(d⁻) − c0)/k_d times a prefix sum over the group's arrivals before d, of m_a·exp(c0 − C_a),
+so each departure costs one binary search. Weights below ``mass_floor`` are cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulations.eventlog import EventLog, NodeRole
+from simulations.pools import PoolView
+from simulations.segments import expand_ranges, segment_starts, segmented_suffix_sum, sum_by_key
+
+Progress = Callable[[int, int], None]
+
+_CHUNK = 256.0  # largest spread of C among one group's arrivals: keeps exp() finite
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ForwardEntropy:
+    """Per target: entropy (bits) over the packets leaving the last layer, and the mass traced."""
+
+    entropy: np.ndarray  # float64 bits
+    exit_packets: np.ndarray  # int64: packets that received mass above the floor
+    traced_mass: np.ndarray  # float64: mass that left the last layer (1 − what the floor cut or loops absorbed)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Departures:
+    """Departure events in event order, and per-row look-ups."""
+
+    pos: np.ndarray  # int64, increasing
+    row: np.ndarray  # int64
+    negc: np.ndarray  # float64: −C just before each departure (non-decreasing)
+    busy: np.ndarray  # int64 (non-decreasing)
+    arr_index: np.ndarray  # int64 per row: the index of its arrival event among arrivals
+    exits: np.ndarray  # bool per row: the packet leaves the last layer here
+    ends: np.ndarray  # bool per row: the packet's last node
+    row_packet: np.ndarray  # int64 per row
+    positions: int
+
+
+def _departures(log: EventLog, view: PoolView) -> _Departures:
+    arr_index = np.empty(log.rows, np.int64)
+    arr_index[view.arr_row] = np.arange(view.arr_row.shape[0], dtype=np.int64)
+    last_layer = int(log.node_layer.max(initial=0))
+    at_node = log.node.astype(np.int64)
+    exits = (log.node_role[at_node] == NodeRole.MIX) & (log.node_layer[at_node] == last_layer)
+    ends = np.zeros(log.rows, bool)
+    ends[log.last_row()] = True
+    dep = view.dep_row
+    return _Departures(
+        pos=view.pos_out[dep],
+        row=dep,
+        negc=-view.c_out[dep],
+        busy=view.busy_out[dep],
+        arr_index=arr_index,
+        exits=exits,
+        ends=ends,
+        row_packet=log.row_packet(),
+        positions=2 * log.rows,
+    )
+
+
+def forward_entropy(
+    log: EventLog,
+    view: PoolView,
+    targets: np.ndarray,
+    *,
+    mass_floor: float,
+    progress: Progress | None = None,
+    entry_budget: int = 3_000_000,
+) -> ForwardEntropy:
+    """The forward per-packet entropy of each target packet."""
+    targets = np.asarray(targets, dtype=np.int64)
+    tables = _departures(log, view)
+    entropy: list[np.ndarray] = []
+    exit_packets: list[np.ndarray] = []
+    traced: list[np.ndarray] = []
+    total, done, batch = targets.shape[0], 0, 8
+    while done < total:
+        chunk = targets[done : done + batch]
+        b = chunk.shape[0]
+        j, packet, mass, peak = _trace_batch(view, tables, log.first_row[chunk], mass_floor)
+        keys, summed = sum_by_key(j * log.packets + packet, mass)
+        owner = keys // log.packets
+        exited = np.bincount(owner, weights=summed, minlength=b)
+        p = summed / exited[owner]
+        entropy.append(np.maximum(np.bincount(owner, weights=-p * np.log2(p), minlength=b), 0.0))
+        exit_packets.append(np.bincount(owner, minlength=b))
+        traced.append(exited)
+        done += b
+        if progress is not None:
+            progress(done, total)
+        batch = int(min(4096, max(1, entry_budget // max(peak / b, 1.0))))
+    empty = np.zeros(0)
+    return ForwardEntropy(
+        entropy=np.concatenate(entropy) if entropy else empty,
+        exit_packets=np.concatenate(exit_packets) if exit_packets else np.zeros(0, np.int64),
+        traced_mass=np.concatenate(traced) if traced else empty,
+    )
+
+
+def _trace_batch(
+    view: PoolView, t: _Departures, start_rows: np.ndarray, floor: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Follow a batch of targets forward: (target index, exit packet, mass) triples."""
+    j = np.arange(start_rows.shape[0], dtype=np.int64)
+    row = start_rows.astype(np.int64)
+    mass = np.ones(start_rows.shape[0])
+    out_j: list[np.ndarray] = []
+    out_packet: list[np.ndarray] = []
+    out_mass: list[np.ndarray] = []
+    peak = 0
+    while j.shape[0]:
+        # Sort the frontier of arrivals by (target, position); merge mass on the same arrival.
+        index = t.arr_index[row]
+        key = j * t.positions + view.arr_pos[index]
+        order = np.argsort(key, kind="stable")
+        key, j, row, mass, index = key[order], j[order], row[order], mass[order], index[order]
+        starts = segment_starts(np.concatenate([[True], key[1:] != key[:-1]]))
+        if starts.shape[0] != key.shape[0]:
+            mass = np.add.reduceat(mass, starts)
+            key, j, row, index = key[starts], j[starts], row[starts], index[starts]
+
+        # A corrupt node hands the mass to the same packet's departure.
+        through = view.transparent[row]
+        dep_j, dep_row, dep_mass = [j[through]], [row[through]], [mass[through]]
+        honest = ~through
+        if honest.any():
+            e_j, e_row, e_mass, entries = _spread_to_departures(
+                view, t, j[honest], index[honest], mass[honest], key[honest], floor
+            )
+            peak = max(peak, entries)
+            dep_j.append(e_j)
+            dep_row.append(e_row)
+            dep_mass.append(e_mass)
+        d_j, d_row, d_mass = np.concatenate(dep_j), np.concatenate(dep_row), np.concatenate(dep_mass)
+
+        exits = t.exits[d_row]
+        out_j.append(d_j[exits])
+        out_packet.append(t.row_packet[d_row[exits]])
+        out_mass.append(d_mass[exits])
+        onward = ~(exits | t.ends[d_row])
+        j, row, mass = d_j[onward], d_row[onward] + 1, d_mass[onward]
+    return np.concatenate(out_j), np.concatenate(out_packet), np.concatenate(out_mass), peak
+
+
+def _spread_to_departures(
+    view: PoolView,
+    t: _Departures,
+    j: np.ndarray,
+    index: np.ndarray,
+    mass: np.ndarray,
+    key: np.ndarray,
+    floor: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Hand the mass of arrivals at honest pools to those pools' later departures.
+
+    The arrivals are sorted by (target, position). A group is one target's arrivals within one
+    busy period of one node (and one band of C, so that exp() stays finite).
+    """
+    c = -view.arr_negc[index]
+    busy = view.arr_busy[index]
+    band = np.floor(-c / _CHUNK).astype(np.int64)
+    new = np.concatenate([[True], (j[1:] != j[:-1]) | (busy[1:] != busy[:-1]) | (band[1:] != band[:-1])])
+    gstart = segment_starts(new)
+    gid = np.cumsum(new) - 1
+    gend = np.concatenate([gstart[1:], [j.shape[0]]])
+    c0 = c[gstart]
+    # Prefix sums of m_a · exp(c0 − C_a), by a suffix sum over the reversed arrays.
+    groups = int(gid[-1]) + 1
+    prefix = segmented_suffix_sum((mass * np.exp(c0[gid] - c))[::-1], (groups - 1 - gid)[::-1])[::-1]
+    total = prefix[gend - 1]
+    # Departures that can matter: after the group's first arrival, in the same busy period, and
+    # not so late that even the whole group's mass would fall below the floor.
+    lo = np.searchsorted(t.pos, view.arr_pos[index[gstart]], "right")
+    hi = np.minimum(
+        np.searchsorted(t.busy, busy[gstart], "right"),
+        np.searchsorted(t.negc, np.log(total / floor) - c0, "right"),
+    )
+    count = np.maximum(hi - lo, 0)
+    group, departure = expand_ranges(lo, count)
+    # The group's last arrival before each departure.
+    before = np.searchsorted(key, j[gstart][group] * t.positions + t.pos[departure], "right") - 1
+    before = np.minimum(before, gend[group] - 1)
+    row = t.row[departure]
+    w = np.exp(-t.negc[departure] - c0[group]) / view.size_out[row] * prefix[before]
+    keep = w >= floor
+    return j[gstart][group][keep], row[keep], w[keep], int(count.sum())
