@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,6 +13,7 @@ from simulations.config import SimConfig
 from simulations.errors import EventLogError
 from simulations.eventlog import EventLog, NodeRole, PacketKind
 from simulations.model import generate
+from simulations.pools import cover_links
 from simulations.runner import run
 from simulations.traffic import fifo_slots, poisson_streams
 
@@ -222,3 +225,57 @@ def test_a_broken_log_is_refused(log: EventLog) -> None:
     )
     with pytest.raises(EventLogError, match="leaves a node before"):
         broken.validate()
+
+
+def test_corrupt_counts_are_reported_and_rounding_warns(caplog: pytest.LogCaptureFixture) -> None:
+    config = SimConfig(clients=30, layers=3, width=3, corrupt_fraction=0.05, targets=50, seed=1)
+    with caplog.at_level(logging.WARNING, logger="simulations.topology"):
+        result = run(config)
+    assert result.summary.corrupt_mix_count == 0
+    assert "rounds to 0 corrupt mixes" in caplog.text
+    assert run(config.replace(corrupt_fraction=0.2)).summary.corrupt_mix_count == 2
+
+
+def test_corrupt_nodes_by_layer_and_by_count() -> None:
+    config = SimConfig(clients=30, layers=3, width=4, gateways=2, corrupt_layers=(1,), corrupt_mixes=2, seed=5)
+    log = generate(config, np.random.default_rng(5))
+    mixes = log.node_role == NodeRole.MIX
+    first_layer = mixes & (log.node_layer == 0)
+    assert np.all(log.corrupt[first_layer])
+    assert int(log.corrupt[mixes & ~first_layer].sum()) == 2
+    assert not log.corrupt[~mixes].any()
+    summary = run(config.replace(targets=50)).summary
+    assert (summary.corrupt_mix_count, summary.corrupt_gateway_count) == (6, 0)
+    only_last = generate(config.replace(corrupt_layers=(3,), corrupt_mixes=None), np.random.default_rng(5))
+    assert np.array_equal(only_last.corrupt[mixes], log.node_layer[mixes] == 2)
+
+
+LOOPY = SimConfig(clients=40, layers=3, width=2, gateways=2, mu=10.0, lambda_l=0.5, targets=300, seed=6)
+
+
+def test_recognised_loops_leave_the_adversary_exactly_where_no_loops_would() -> None:
+    # Node loops are drawn after every client packet, so a run with loops has the same client
+    # traffic as one without; an adversary that recognises loops removes them and sees the same.
+    without = run(LOOPY)
+    recognised = run(LOOPY.replace(lambda_m=20.0, node_loops="recognised"))
+    assert np.allclose(recognised.entropy, without.entropy, atol=1e-9)
+    assert np.allclose(recognised.forward_entropy, without.forward_entropy, atol=1e-9)
+
+
+def test_indistinguishable_loops_hide_more_than_recognised_ones() -> None:
+    hidden = run(LOOPY.replace(lambda_m=20.0))
+    recognised = run(LOOPY.replace(lambda_m=20.0, node_loops="recognised"))
+    assert hidden.summary.entropy_mean > recognised.summary.entropy_mean
+    assert hidden.summary.forward_entropy_mean > recognised.summary.forward_entropy_mean + 0.3
+    assert hidden.summary.node_mass_mean > 0.1  # loops held in the mixes' own pools share the mass
+
+
+def test_only_the_gateways_turn_of_a_mix_loop_is_a_link_no_client_packet_takes() -> None:
+    log = generate(LOOPY.replace(lambda_m=5.0, duration=20.0, warmup=2.0), np.random.default_rng(1))
+    cover = cover_links(log)
+    packet = log.row_packet()
+    assert not cover[np.isin(packet, np.flatnonzero(log.kind != PacketKind.MIX_LOOP))].any()
+    turned = np.flatnonzero(cover)
+    assert turned.shape[0] > 0
+    assert np.all(log.node_role[log.node[turned]] == NodeRole.INGRESS)
+    assert np.all(log.node_layer[log.node[turned - 1]] == LOOPY.layers - 1)
