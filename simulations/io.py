@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from simulations.aggregate import HEADLINES, SeedAggregate
 from simulations.config import OPTIONAL_PARAMETERS, PARAMETERS, SimConfig
 from simulations.errors import SimulationError
 from simulations.metrics import Summary
@@ -75,3 +76,31 @@ def _parse_figure(name: str, text: str) -> int | float:
     if kind in (int, "int"):
         return int(text)
     return float(text) if text != "" else math.nan
+
+
+SEED_COLUMNS: tuple[str, ...] = (
+    tuple(name for name in PARAMETERS if name != "seed")
+    + ("seeds",)
+    + tuple(column for name in HEADLINES for column in (name, f"{name}_ci95"))
+)
+
+
+def seed_csv_text(aggregates: Sequence[SeedAggregate]) -> str:
+    """One row per grid point: its parameters, the number of seeds, and each headline's mean and
+    the half-width of its 95 % interval over seeds."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SEED_COLUMNS)
+    for aggregate in aggregates:
+        params = aggregate.config.to_dict()
+        row = [format_cell(params[name]) for name in PARAMETERS if name != "seed"]
+        row.append(str(len(aggregate.seeds)))
+        for name in HEADLINES:
+            estimate = aggregate.figure(name)
+            row += [format_cell(estimate.mean), format_cell(estimate.half_width)]
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def write_seed_csv(aggregates: Sequence[SeedAggregate], path: str | Path) -> None:
+    Path(path).write_text(seed_csv_text(aggregates), encoding="utf-8")
