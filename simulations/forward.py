@@ -136,7 +136,7 @@ def _trace_batch(
         # Sort the frontier of arrivals by (target, position); merge mass on the same arrival.
         index = t.arr_index[row]
         key = j * t.positions + view.arr_pos[index]
-        order = np.argsort(key, kind="stable")
+        order = np.argsort(key)
         key, j, row, mass, index = key[order], j[order], row[order], mass[order], index[order]
         starts = segment_starts(np.concatenate([[True], key[1:] != key[:-1]]))
         if starts.shape[0] != key.shape[0]:

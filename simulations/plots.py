@@ -164,12 +164,14 @@ def cover_rate(config: SimConfig) -> float:
 
 
 def entropy_vs_delay(results: Sequence[Result], path: str | Path) -> Path:
-    return entropy_curve(results, mean_delay, "mean delay per hop 1/μ (s)", "Sender entropy vs delay", path)
+    note = fixed_values(results[0].config, [], ("mu",))
+    return entropy_curve(results, mean_delay, "mean delay per hop 1/μ (s)", "Entropy vs delay", path, note=note)
 
 
 def entropy_vs_cover(results: Sequence[Result], path: str | Path) -> Path:
+    note = fixed_values(results[0].config, [], ("lambda_l", "lambda_d"))
     return entropy_curve(
-        results, cover_rate, "cover rate per client λ_L + λ_D (1/s)", "Sender entropy vs cover traffic", path
+        results, cover_rate, "cover rate per client λ_L + λ_D (1/s)", "Entropy vs cover traffic", path, note=note
     )
 
 
@@ -180,10 +182,16 @@ def _parameter(name: str, config: SimConfig) -> float:
 FIXED_SHOWN: tuple[str, ...] = ("clients", "layers", "width", "gateways", "mu", "lambda_p", "lambda_l", "lambda_d", "lambda_m")
 
 
-def fixed_values(config: SimConfig, held: Sequence[str], swept: str) -> str:
+def fixed_values(config: SimConfig, held: Sequence[str], swept: Sequence[str]) -> str:
     """What a curve holds fixed: the other grid axes at their values, then the network's main
-    parameters (skipping the swept one)."""
-    shown = list(held) + [n for n in FIXED_SHOWN if n not in held and n != swept]
+    parameters (skipping the swept ones)."""
+    main = list(FIXED_SHOWN)
+    if config.workload == "poisson":
+        main += ["workload", "message_rate"]
+    main += [n for n in ("corrupt_fraction", "corrupt_mixes", "corrupt_layers", "corrupt_gateways") if getattr(config, n)]
+    if config.node_loops != "indistinguishable":
+        main.append("node_loops")
+    shown = list(held) + [n for n in main if n not in held and n not in swept]
     parts = [f"{name}={_short(getattr(config, name))}" for name in shown]
     lines, line = [], "fixed: "
     for part in parts:
@@ -227,7 +235,7 @@ def sweep_plots(results: Sequence[Result], axes: Sequence[str], directory: str |
                 axis,
                 f"Entropy vs {axis}{over}",
                 directory / f"entropy_vs_{axis}.png",
-                note=fixed_values(first, others, axis),
+                note=fixed_values(first, others, (axis,)),
             )
         )
     return written

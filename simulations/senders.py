@@ -142,7 +142,7 @@ def _trace_batch(
     while j.shape[0]:
         # Sort the frontier by (target, departure position); merge weights on the same departure.
         key = j * tables.positions + view.pos_out[row]
-        order = np.argsort(key, kind="stable")
+        order = np.argsort(key)
         key, j, row, weight = key[order], j[order], row[order], weight[order]
         starts = segment_starts(np.concatenate([[True], key[1:] != key[:-1]]))
         if starts.shape[0] != key.shape[0]:

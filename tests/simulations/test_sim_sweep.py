@@ -57,7 +57,7 @@ def test_a_sweep_refuses_an_oversized_point_before_running_any() -> None:
 def test_sweep_figures_name_what_was_held_fixed_and_keep_the_legend_off_the_bands() -> None:
     points = grid_points(BASE.replace(targets=60), parse_grid(["mu=5,10", "layers=2,3", "seed=1,2"]))
     results = sweep(points, workers=1)
-    held = fixed_values(points[0], ["layers"], "mu")
+    held = fixed_values(points[0], ["layers"], ("mu",))
     assert held.startswith("fixed: layers=2") and "clients=40" in held and "mu=" not in held
     chosen = [r for r in results if r.config.layers == 2]
     figure = entropy_figure(chosen, mean_delay, "1/μ", "Entropy vs mu", note=held)
