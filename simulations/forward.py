@@ -29,7 +29,7 @@ import numpy as np
 
 from simulations.eventlog import EventLog, NodeRole
 from simulations.pools import PoolView
-from simulations.segments import expand_ranges, segment_starts, segmented_suffix_sum, sum_by_key
+from simulations.segments import expand_ranges, segment_starts, segmented_suffix_sum, sort_keys, sum_by_key
 
 Progress = Callable[[int, int], None]
 
@@ -136,8 +136,8 @@ def _trace_batch(
         # Sort the frontier of arrivals by (target, position); merge mass on the same arrival.
         index = t.arr_index[row]
         key = j * t.positions + view.arr_pos[index]
-        order = np.argsort(key)
-        key, j, row, mass, index = key[order], j[order], row[order], mass[order], index[order]
+        key, order = sort_keys(key)
+        j, row, mass, index = j[order], row[order], mass[order], index[order]
         starts = segment_starts(np.concatenate([[True], key[1:] != key[:-1]]))
         if starts.shape[0] != key.shape[0]:
             mass = np.add.reduceat(mass, starts)

@@ -38,6 +38,7 @@ from simulations.segments import (
     expand_ranges,
     segment_starts,
     segmented_suffix_sum,
+    sort_keys,
     sum_by_key,
 )
 
@@ -142,8 +143,8 @@ def _trace_batch(
     while j.shape[0]:
         # Sort the frontier by (target, departure position); merge weights on the same departure.
         key = j * tables.positions + view.pos_out[row]
-        order = np.argsort(key)
-        key, j, row, weight = key[order], j[order], row[order], weight[order]
+        key, order = sort_keys(key)
+        j, row, weight = j[order], row[order], weight[order]
         starts = segment_starts(np.concatenate([[True], key[1:] != key[:-1]]))
         if starts.shape[0] != key.shape[0]:
             weight = np.add.reduceat(weight, starts)
