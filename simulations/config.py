@@ -140,7 +140,7 @@ class SimConfig:
         """How many mixes are corrupted at random, besides the corrupt layers."""
         if self.corrupt_mixes is not None:
             return self.corrupt_mixes
-        return int(round(self.corrupt_fraction * self.mixes))
+        return round(self.corrupt_fraction * self.mixes)
 
     @property
     def real_rate(self) -> float:

@@ -27,13 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulations.batches import in_batches
 from simulations.eventlog import EventLog, NodeRole
-from simulations.pools import PoolView
-from simulations.segments import expand_ranges, segment_starts, segmented_suffix_sum, sort_keys, sum_by_key
+from simulations.pools import PoolView, pool_groups
+from simulations.segments import expand_ranges, merge_sorted, segmented_suffix_sum, sum_by_key
 
 Progress = Callable[[int, int], None]
-
-_CHUNK = 256.0  # largest spread of C among one group's arrivals: keeps exp() finite
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -97,9 +96,8 @@ def forward_entropy(
     entropy: list[np.ndarray] = []
     exit_packets: list[np.ndarray] = []
     traced: list[np.ndarray] = []
-    total, done, batch = targets.shape[0], 0, 8
-    while done < total:
-        chunk = targets[done : done + batch]
+
+    def trace(chunk: np.ndarray) -> int:
         b = chunk.shape[0]
         j, packet, mass, peak = _trace_batch(view, tables, log.first_row[chunk], mass_floor)
         keys, summed = sum_by_key(j * log.packets + packet, mass)
@@ -109,10 +107,9 @@ def forward_entropy(
         entropy.append(np.maximum(np.bincount(owner, weights=-p * np.log2(p), minlength=b), 0.0))
         exit_packets.append(np.bincount(owner, minlength=b))
         traced.append(exited)
-        done += b
-        if progress is not None:
-            progress(done, total)
-        batch = int(min(4096, max(1, entry_budget // max(peak / b, 1.0))))
+        return peak
+
+    in_batches(targets, trace, entry_budget=entry_budget, progress=progress)
     empty = np.zeros(0)
     return ForwardEntropy(
         entropy=np.concatenate(entropy) if entropy else empty,
@@ -135,13 +132,7 @@ def _trace_batch(
     while j.shape[0]:
         # Sort the frontier of arrivals by (target, position); merge mass on the same arrival.
         index = t.arr_index[row]
-        key = j * t.positions + view.arr_pos[index]
-        key, order = sort_keys(key)
-        j, row, mass, index = j[order], row[order], mass[order], index[order]
-        starts = segment_starts(np.concatenate([[True], key[1:] != key[:-1]]))
-        if starts.shape[0] != key.shape[0]:
-            mass = np.add.reduceat(mass, starts)
-            key, j, row, index = key[starts], j[starts], row[starts], index[starts]
+        key, mass, (j, row, index) = merge_sorted(j * t.positions + view.arr_pos[index], mass, j, row, index)
 
         # A corrupt node hands the mass to the same packet's departure.
         through = view.transparent[row]
@@ -182,11 +173,7 @@ def _spread_to_departures(
     """
     c = -view.arr_negc[index]
     busy = view.arr_busy[index]
-    band = np.floor(-c / _CHUNK).astype(np.int64)
-    new = np.concatenate([[True], (j[1:] != j[:-1]) | (busy[1:] != busy[:-1]) | (band[1:] != band[:-1])])
-    gstart = segment_starts(new)
-    gid = np.cumsum(new) - 1
-    gend = np.concatenate([gstart[1:], [j.shape[0]]])
+    gstart, gid, gend = pool_groups(j, busy, c)
     c0 = c[gstart]
     # Prefix sums of m_a · exp(c0 − C_a), by a suffix sum over the reversed arrays.
     groups = int(gid[-1]) + 1

@@ -33,6 +33,7 @@ import numpy as np
 from simulations.eventlog import EventLog, NodeRole
 
 _NODE_SHIFT = 43  # bits below the node id in the sort key: time ticks and the arrival/departure bit
+C_BAND = 256.0  # largest spread of C within one group of a trace: keeps exp() finite
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -143,3 +144,19 @@ def pool_view(log: EventLog) -> PoolView:
         arr_busy=busy_after[arr_pos],
         dep_row=dep_row,
     )
+
+
+def pool_groups(target: np.ndarray, busy: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Groups of trace entries sorted by (target, event position): one target's events within one
+    busy period of one node and one band of C (so that exp() of C differences stays finite).
+
+    Returns each group's first entry, each entry's group, and each group's end (exclusive).
+    """
+    band = np.floor(-c / C_BAND).astype(np.int64)
+    new = np.concatenate(
+        [[True], (target[1:] != target[:-1]) | (busy[1:] != busy[:-1]) | (band[1:] != band[:-1])]
+    )
+    gstart = np.flatnonzero(new)
+    gid = np.cumsum(new) - 1
+    gend = np.concatenate([gstart[1:], [target.shape[0]]])
+    return gstart, gid, gend

@@ -20,6 +20,21 @@ def sort_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return packed >> bits, packed & ((1 << bits) - 1)
 
 
+def merge_sorted(
+    keys: np.ndarray, weights: np.ndarray, *columns: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Sort by key and sum the weights of equal keys; the columns keep one value per key."""
+    keys, order = sort_keys(keys)
+    weights = weights[order]
+    sorted_columns = [column[order] for column in columns]
+    starts = segment_starts(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    if starts.shape[0] != keys.shape[0]:
+        weights = np.add.reduceat(weights, starts)
+        keys = keys[starts]
+        sorted_columns = [column[starts] for column in sorted_columns]
+    return keys, weights, sorted_columns
+
+
 def segment_starts(new_segment: np.ndarray) -> np.ndarray:
     """Indices where a segment starts, given a boolean flag per element (element 0 always starts one)."""
     flags = new_segment.copy()

@@ -32,19 +32,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulations.batches import in_batches
 from simulations.eventlog import EventLog
-from simulations.pools import PoolView
-from simulations.segments import (
-    expand_ranges,
-    segment_starts,
-    segmented_suffix_sum,
-    sort_keys,
-    sum_by_key,
-)
+from simulations.pools import PoolView, pool_groups
+from simulations.segments import expand_ranges, merge_sorted, segmented_suffix_sum, sum_by_key
 
 Progress = Callable[[int, int], None]
-
-_CHUNK = 256.0  # largest spread of C among one group's departures: keeps exp() finite
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -97,11 +90,8 @@ def trace_senders(
     probabilities: list[np.ndarray] = []
     node_mass: list[np.ndarray] = []
     traced: list[np.ndarray] = []
-    total = targets.shape[0]
-    done = 0
-    batch = 8
-    while done < total:
-        chunk = targets[done : done + batch]
+
+    def trace(chunk: np.ndarray) -> int:
         b = chunk.shape[0]
         src_j, src_packet, src_w, peak = _trace_batch(view, tables, chunk, mass_floor)
         own = src_packet >= 0
@@ -114,11 +104,9 @@ def trace_senders(
         clients.append(keys % log.clients)
         probabilities.append(mass / client_total[owner])
         offsets.append(offsets[-1][-1] + np.cumsum(np.bincount(owner, minlength=b)))
-        done += b
-        if progress is not None:
-            progress(done, total)
-        per_target = max(peak / b, 1.0)
-        batch = int(min(4096, max(1, entry_budget // per_target)))
+        return peak
+
+    in_batches(targets, trace, entry_budget=entry_budget, progress=progress)
     return SenderDistributions(
         targets=targets,
         offsets=np.concatenate(offsets),
@@ -142,13 +130,7 @@ def _trace_batch(
     peak = 0
     while j.shape[0]:
         # Sort the frontier by (target, departure position); merge weights on the same departure.
-        key = j * tables.positions + view.pos_out[row]
-        key, order = sort_keys(key)
-        j, row, weight = j[order], row[order], weight[order]
-        starts = segment_starts(np.concatenate([[True], key[1:] != key[:-1]]))
-        if starts.shape[0] != key.shape[0]:
-            weight = np.add.reduceat(weight, starts)
-            key, j, row = key[starts], j[starts], row[starts]
+        key, weight, (j, row) = merge_sorted(j * tables.positions + view.pos_out[row], weight, j, row)
 
         # Corrupt nodes link a departure to its own arrival.
         through = view.transparent[row]
@@ -194,11 +176,7 @@ def _spread_over_pools(
     """
     c = view.c_out[row]
     busy = view.busy_out[row]
-    band = np.floor(-c / _CHUNK).astype(np.int64)
-    new = np.concatenate([[True], (j[1:] != j[:-1]) | (busy[1:] != busy[:-1]) | (band[1:] != band[:-1])])
-    gstart = segment_starts(new)
-    gid = np.cumsum(new) - 1
-    gend = np.concatenate([gstart[1:], [j.shape[0]]])
+    gstart, gid, gend = pool_groups(j, busy, c)
     c0 = c[gstart]
     # Suffix sums of weight · exp(C_d − c0) / k_d: what an arrival before departure d receives,
     # up to its own factor exp(c0 − C_a).

@@ -80,7 +80,7 @@ def build_topology(config: SimConfig, rng: np.random.Generator) -> Topology:
     bad_mixes = rng.choice(np.flatnonzero(~in_bad_layer), size=count, replace=False)
     corrupt[g + bad_mixes] = True
     if g > 0:
-        gateway_count = int(round(config.corrupt_gateways * g))
+        gateway_count = round(config.corrupt_gateways * g)
         if config.corrupt_gateways > 0 and gateway_count != config.corrupt_gateways * g:
             logger.warning(
                 "corrupt_gateways %g of %d gateways rounds to %d corrupt gateways",
