@@ -51,6 +51,7 @@ class _Departures:
     pos: np.ndarray  # int64, increasing
     row: np.ndarray  # int64
     negc: np.ndarray  # float64: −C just before each departure (non-decreasing)
+    share: np.ndarray  # float64: 1/k, the share of the pool each departure takes
     busy: np.ndarray  # int64 (non-decreasing)
     arr_index: np.ndarray  # int64 per row: the index of its arrival event among arrivals
     exits: np.ndarray  # bool per row: the packet leaves the last layer here
@@ -72,6 +73,7 @@ def _departures(log: EventLog, view: PoolView) -> _Departures:
         pos=view.pos_out[dep],
         row=dep,
         negc=-view.c_out[dep],
+        share=1.0 / view.size_out[dep],
         busy=view.busy_out[dep],
         arr_index=arr_index,
         exits=exits,
@@ -189,9 +191,9 @@ def _spread_to_departures(
     count = np.maximum(hi - lo, 0)
     group, departure = expand_ranges(lo, count)
     # The group's last arrival before each departure.
-    before = np.searchsorted(key, j[gstart][group] * t.positions + t.pos[departure], "right") - 1
+    group_j = j[gstart][group]
+    before = np.searchsorted(key, group_j * t.positions + t.pos[departure], "right") - 1
     before = np.minimum(before, gend[group] - 1)
-    row = t.row[departure]
-    w = np.exp(-t.negc[departure] - c0[group]) / view.size_out[row] * prefix[before]
+    w = np.exp(-t.negc[departure] - c0[group]) * t.share[departure] * prefix[before]
     keep = w >= floor
-    return j[gstart][group][keep], row[keep], w[keep], int(count.sum())
+    return group_j[keep], t.row[departure[keep]], w[keep], int(count.sum())
