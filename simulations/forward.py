@@ -134,7 +134,7 @@ def _trace_batch(
     while j.shape[0]:
         # Sort the frontier of arrivals by (target, position); merge mass on the same arrival.
         index = t.arr_index[row]
-        key, mass, (j, row, index) = merge_sorted(j * t.positions + view.arr_pos[index], mass, j, row, index)
+        _, mass, (j, row, index) = merge_sorted(j * t.positions + view.arr_pos[index], mass, j, row, index)
 
         # A corrupt node hands the mass to the same packet's departure.
         through = view.transparent[row]
@@ -142,7 +142,7 @@ def _trace_batch(
         honest = ~through
         if honest.any():
             e_j, e_row, e_mass, entries = _spread_to_departures(
-                view, t, j[honest], index[honest], mass[honest], key[honest], floor
+                view, t, j[honest], index[honest], mass[honest], floor
             )
             peak = max(peak, entries)
             dep_j.append(e_j)
@@ -165,7 +165,6 @@ def _spread_to_departures(
     j: np.ndarray,
     index: np.ndarray,
     mass: np.ndarray,
-    key: np.ndarray,
     floor: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Hand the mass of arrivals at honest pools to those pools' later departures.
@@ -181,19 +180,25 @@ def _spread_to_departures(
     groups = int(gid[-1]) + 1
     prefix = segmented_suffix_sum((mass * np.exp(c0[gid] - c))[::-1], (groups - 1 - gid)[::-1])[::-1]
     total = prefix[gend - 1]
-    # Departures that can matter: after the group's first arrival, in the same busy period, and
-    # not so late that even the whole group's mass would fall below the floor.
-    lo = np.searchsorted(t.pos, view.arr_pos[index[gstart]], "right")
+    # The first departure after each arrival (a global index). Departures that can matter: from
+    # the group's first arrival on (lo), in the same busy period, and not so late that even the
+    # whole group's mass would fall below the floor (hi).
+    after = np.searchsorted(t.pos, view.arr_pos[index], "right")
+    lo = after[gstart]
     hi = np.minimum(
         np.searchsorted(t.busy, busy[gstart], "right"),
         np.searchsorted(t.negc, np.log(total / floor) - c0, "right"),
     )
     count = np.maximum(hi - lo, 0)
     group, departure = expand_ranges(lo, count)
-    # The group's last arrival before each departure.
     group_j = j[gstart][group]
-    before = np.searchsorted(key, group_j * t.positions + t.pos[departure], "right") - 1
-    before = np.minimum(before, gend[group] - 1)
+    # The group's last arrival before each departure: arrival e serves the departures from its
+    # own first one to the next arrival's (or hi), in the order expand_ranges lists them.
+    following = np.empty_like(after)
+    following[:-1] = after[1:]
+    following[gend - 1] = hi
+    serves = np.maximum(np.minimum(following, hi[gid]) - after, 0)
+    before = np.repeat(np.arange(after.shape[0], dtype=np.int64), serves)
     w = np.exp(-t.negc[departure] - c0[group]) * t.share[departure] * prefix[before]
     keep = w >= floor
     return group_j[keep], t.row[departure[keep]], w[keep], int(count.sum())

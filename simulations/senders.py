@@ -130,7 +130,7 @@ def _trace_batch(
     peak = 0
     while j.shape[0]:
         # Sort the frontier by (target, departure position); merge weights on the same departure.
-        key, weight, (j, row) = merge_sorted(j * tables.positions + view.pos_out[row], weight, j, row)
+        _, weight, (j, row) = merge_sorted(j * tables.positions + view.pos_out[row], weight, j, row)
 
         # Corrupt nodes link a departure to its own arrival.
         through = view.transparent[row]
@@ -138,8 +138,8 @@ def _trace_batch(
 
         honest = ~through
         if honest.any():
-            hj, hrow, hw, hkey = j[honest], row[honest], weight[honest], key[honest]
-            e_j, e_row, e_w, entries = _spread_over_pools(view, hj, hrow, hw, hkey, tables.positions, floor)
+            hj, hrow, hw = j[honest], row[honest], weight[honest]
+            e_j, e_row, e_w, entries = _spread_over_pools(view, hj, hrow, hw, floor)
             peak = max(peak, entries)
             arr_j.append(e_j)
             arr_row.append(e_row)
@@ -165,8 +165,6 @@ def _spread_over_pools(
     j: np.ndarray,
     row: np.ndarray,
     weight: np.ndarray,
-    key: np.ndarray,
-    positions: int,
     floor: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Hand the weight of departures from honest pools to those pools' earlier arrivals.
@@ -188,13 +186,19 @@ def _spread_over_pools(
         np.searchsorted(view.arr_busy, busy[gstart], "left"),
         np.searchsorted(view.arr_negc, -(c0 + np.log(head / floor)), "left"),
     )
-    hi = np.searchsorted(view.arr_pos, view.pos_out[row[gend - 1]], "left")
+    # Arrivals before each departure (a global count), so before the group's last one: hi.
+    before = np.searchsorted(view.arr_pos, view.pos_out[row], "left")
+    hi = before[gend - 1]
     count = np.maximum(hi - lo, 0)
     group, arrival = expand_ranges(lo, count)
     group_j = j[gstart][group]
-    # The first of the group's departures after each arrival.
-    after = np.searchsorted(key, group_j * positions + view.arr_pos[arrival], "right")
-    after = np.maximum(after, gstart[group])
+    # The first of the group's departures after each arrival: departure e takes the arrivals
+    # between the previous departure (or lo) and itself, in the order expand_ranges lists them.
+    previous = np.empty_like(before)
+    previous[1:] = before[:-1]
+    previous[gstart] = lo
+    takes = np.maximum(before - np.maximum(previous, lo[gid]), 0)
+    after = np.repeat(np.arange(before.shape[0], dtype=np.int64), takes)
     w = np.exp(c0[group] + view.arr_negc[arrival]) * suffix[after]
     keep = w >= floor
     return group_j[keep], view.arr_row[arrival[keep]], w[keep], int(count.sum())
