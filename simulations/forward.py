@@ -183,7 +183,7 @@ def _spread_to_departures(
     # The first departure after each arrival (a global index). Departures that can matter: from
     # the group's first arrival on (lo), in the same busy period, and not so late that even the
     # whole group's mass would fall below the floor (hi).
-    after = np.searchsorted(t.pos, view.arr_pos[index], "right")
+    after = view.arr_pos[index] - index  # the i-th arrival has i arrivals before it; the rest are departures
     lo = after[gstart]
     hi = np.minimum(
         np.searchsorted(t.busy, busy[gstart], "right"),

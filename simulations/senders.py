@@ -64,6 +64,7 @@ class _Tables:
     row_packet: np.ndarray
     is_first: np.ndarray
     last_row: np.ndarray
+    arrivals_before: np.ndarray  # per row: arrival events before its departure, over all nodes
     positions: int
 
 
@@ -83,7 +84,10 @@ def trace_senders(
         raise ValueError("targets must be client packets")
     is_first = np.zeros(log.rows, bool)
     is_first[log.first_row[:-1]] = True
-    tables = _Tables(log.row_packet(), is_first, log.last_row(), 2 * log.rows)
+    # The i-th departure in event order has i departures before it; the rest are arrivals.
+    arrivals_before = np.empty(log.rows, np.int64)
+    arrivals_before[view.dep_row] = view.pos_out[view.dep_row] - np.arange(log.rows, dtype=np.int64)
+    tables = _Tables(log.row_packet(), is_first, log.last_row(), arrivals_before, 2 * log.rows)
 
     offsets = [np.zeros(1, np.int64)]
     clients: list[np.ndarray] = []
@@ -139,7 +143,7 @@ def _trace_batch(
         honest = ~through
         if honest.any():
             hj, hrow, hw = j[honest], row[honest], weight[honest]
-            e_j, e_row, e_w, entries = _spread_over_pools(view, hj, hrow, hw, floor)
+            e_j, e_row, e_w, entries = _spread_over_pools(view, tables, hj, hrow, hw, floor)
             peak = max(peak, entries)
             arr_j.append(e_j)
             arr_row.append(e_row)
@@ -162,6 +166,7 @@ def _trace_batch(
 
 def _spread_over_pools(
     view: PoolView,
+    tables: _Tables,
     j: np.ndarray,
     row: np.ndarray,
     weight: np.ndarray,
@@ -187,7 +192,7 @@ def _spread_over_pools(
         np.searchsorted(view.arr_negc, -(c0 + np.log(head / floor)), "left"),
     )
     # Arrivals before each departure (a global count), so before the group's last one: hi.
-    before = np.searchsorted(view.arr_pos, view.pos_out[row], "left")
+    before = tables.arrivals_before[row]
     hi = before[gend - 1]
     count = np.maximum(hi - lo, 0)
     group, arrival = expand_ranges(lo, count)

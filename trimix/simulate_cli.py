@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import click
 from tqdm import tqdm
 
+from simulations.aggregate import aggregate_over_seeds
 from simulations.config import (
     INTEGER_PARAMETERS,
     LAYER_LIST_PARAMETERS,
@@ -21,7 +22,6 @@ from simulations.config import (
     SimConfig,
     coerce,
 )
-from simulations.aggregate import aggregate_over_seeds
 from simulations.errors import ConfigError, SimulationError
 from simulations.figures import standard_figures
 from simulations.io import csv_text, write_csv, write_json, write_seed_csv
