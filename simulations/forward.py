@@ -16,8 +16,10 @@ is left out and the rest renormalised.
 It is the transpose of the backward trace in `simulations.senders`: the same weights, read
 along departures instead of arrivals. Over a batch of targets, the arrivals of one target in
 one busy period of one node form a group; the weight that group hands to departure d is
-exp(C(d⁻) − c0)/k_d times a prefix sum over the group's arrivals before d, of m_a·exp(c0 − C_a),
-so each departure costs one binary search. Weights below ``mass_floor`` are cut.
+exp(C(d⁻) − c0)/k_d times a prefix sum over the group's arrivals before d, of m_a·exp(c0 − C_a).
+The frontier is held as arrival events, numbered in event order, so that after sorting it by
+(target, event) every look-up reads the event tables forwards. Weights below ``mass_floor``
+are cut.
 """
 
 from __future__ import annotations
@@ -45,41 +47,23 @@ class ForwardEntropy:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class _Departures:
-    """Departure events in event order, and per-row look-ups."""
+class _Exits:
+    """Per departure event: whether its packet leaves the last layer there, or ends there."""
 
-    pos: np.ndarray  # int64, increasing
-    row: np.ndarray  # int64
-    negc: np.ndarray  # float64: −C just before each departure (non-decreasing)
-    share: np.ndarray  # float64: 1/k, the share of the pool each departure takes
-    busy: np.ndarray  # int64 (non-decreasing)
-    arr_index: np.ndarray  # int64 per row: the index of its arrival event among arrivals
-    exits: np.ndarray  # bool per row: the packet leaves the last layer here
-    ends: np.ndarray  # bool per row: the packet's last node
-    row_packet: np.ndarray  # int64 per row
-    positions: int
+    exits: np.ndarray  # bool
+    ends: np.ndarray  # bool
+    packet: np.ndarray  # int64
 
 
-def _departures(log: EventLog, view: PoolView) -> _Departures:
-    arr_index = np.empty(log.rows, np.int64)
-    arr_index[view.arr_row] = np.arange(view.arr_row.shape[0], dtype=np.int64)
+def _exits(log: EventLog, view: PoolView) -> _Exits:
     last_layer = int(log.node_layer.max(initial=0))
-    at_node = log.node.astype(np.int64)
-    exits = (log.node_role[at_node] == NodeRole.MIX) & (log.node_layer[at_node] == last_layer)
+    at_node = log.node[view.dep_row].astype(np.int64)
     ends = np.zeros(log.rows, bool)
     ends[log.last_row()] = True
-    dep = view.dep_row
-    return _Departures(
-        pos=view.pos_out[dep],
-        row=dep,
-        negc=-view.c_out[dep],
-        share=1.0 / view.size_out[dep],
-        busy=view.busy_out[dep],
-        arr_index=arr_index,
-        exits=exits,
-        ends=ends,
-        row_packet=log.row_packet(),
-        positions=2 * log.rows,
+    return _Exits(
+        exits=(log.node_role[at_node] == NodeRole.MIX) & (log.node_layer[at_node] == last_layer),
+        ends=ends[view.dep_row],
+        packet=log.row_packet()[view.dep_row],
     )
 
 
@@ -94,14 +78,14 @@ def forward_entropy(
 ) -> ForwardEntropy:
     """The forward per-packet entropy of each target packet."""
     targets = np.asarray(targets, dtype=np.int64)
-    tables = _departures(log, view)
+    tables = _exits(log, view)
     entropy: list[np.ndarray] = []
     exit_packets: list[np.ndarray] = []
     traced: list[np.ndarray] = []
 
     def trace(chunk: np.ndarray) -> int:
         b = chunk.shape[0]
-        j, packet, mass, peak = _trace_batch(view, tables, log.first_row[chunk], mass_floor)
+        j, packet, mass, peak = _trace_batch(view, tables, view.arr_index[log.first_row[chunk]], mass_floor)
         keys, summed = sum_by_key(j * log.packets + packet, mass)
         owner = keys // log.packets
         exited = np.bincount(owner, weights=summed, minlength=b)
@@ -121,73 +105,73 @@ def forward_entropy(
 
 
 def _trace_batch(
-    view: PoolView, t: _Departures, start_rows: np.ndarray, floor: float
+    view: PoolView, t: _Exits, start: np.ndarray, floor: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Follow a batch of targets forward: (target index, exit packet, mass) triples."""
-    j = np.arange(start_rows.shape[0], dtype=np.int64)
-    row = start_rows.astype(np.int64)
-    mass = np.ones(start_rows.shape[0])
+    """Follow a batch of targets forward from their first arrivals: (target index, exit packet,
+    mass) triples."""
+    j = np.arange(start.shape[0], dtype=np.int64)
+    arrivals = view.arr_row.shape[0]
+    arr = start.astype(np.int64)
+    mass = np.ones(start.shape[0])
     out_j: list[np.ndarray] = []
     out_packet: list[np.ndarray] = []
     out_mass: list[np.ndarray] = []
     peak = 0
     while j.shape[0]:
-        # Sort the frontier of arrivals by (target, position); merge mass on the same arrival.
-        index = t.arr_index[row]
-        _, mass, (j, row, index) = merge_sorted(j * t.positions + view.arr_pos[index], mass, j, row, index)
+        # Sort the frontier by (target, arrival event); merge mass on the same arrival.
+        _, mass, (j, arr) = merge_sorted(j * arrivals + arr, mass, j, arr)
 
         # A corrupt node hands the mass to the same packet's departure.
-        through = view.transparent[row]
-        dep_j, dep_row, dep_mass = [j[through]], [row[through]], [mass[through]]
+        through = view.arr_transparent[arr]
+        dep_j, dep, dep_mass = [j[through]], [view.dep_index[view.arr_row[arr[through]]]], [mass[through]]
         honest = ~through
         if honest.any():
-            e_j, e_row, e_mass, entries = _spread_to_departures(
-                view, t, j[honest], index[honest], mass[honest], floor
-            )
+            e_j, e_dep, e_mass, entries = _spread_to_departures(view, j[honest], arr[honest], mass[honest], floor)
             peak = max(peak, entries)
             dep_j.append(e_j)
-            dep_row.append(e_row)
+            dep.append(e_dep)
             dep_mass.append(e_mass)
-        d_j, d_row, d_mass = np.concatenate(dep_j), np.concatenate(dep_row), np.concatenate(dep_mass)
+        d_j, d, d_mass = np.concatenate(dep_j), np.concatenate(dep), np.concatenate(dep_mass)
 
-        exits = t.exits[d_row]
+        exits = t.exits[d]
         out_j.append(d_j[exits])
-        out_packet.append(t.row_packet[d_row[exits]])
+        out_packet.append(t.packet[d[exits]])
         out_mass.append(d_mass[exits])
-        onward = ~(exits | t.ends[d_row])
-        j, row, mass = d_j[onward], d_row[onward] + 1, d_mass[onward]
+        onward = ~(exits | t.ends[d])
+        # Step to the same packet's arrival at its next node.
+        j, arr, mass = d_j[onward], view.arr_index[view.dep_row[d[onward]] + 1], d_mass[onward]
     return np.concatenate(out_j), np.concatenate(out_packet), np.concatenate(out_mass), peak
 
 
 def _spread_to_departures(
     view: PoolView,
-    t: _Departures,
     j: np.ndarray,
-    index: np.ndarray,
+    arr: np.ndarray,
     mass: np.ndarray,
     floor: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Hand the mass of arrivals at honest pools to those pools' later departures.
 
-    The arrivals are sorted by (target, position). A group is one target's arrivals within one
+    The arrivals are sorted by (target, event). A group is one target's arrivals within one
     busy period of one node (and one band of C, so that exp() stays finite).
     """
-    c = -view.arr_negc[index]
-    busy = view.arr_busy[index]
+    c = -view.arr_negc[arr]
+    busy = view.arr_busy[arr]
     gstart, gid, gend = pool_groups(j, busy, c)
     c0 = c[gstart]
     # Prefix sums of m_a · exp(c0 − C_a), by a suffix sum over the reversed arrays.
     groups = int(gid[-1]) + 1
     prefix = segmented_suffix_sum((mass * np.exp(c0[gid] - c))[::-1], (groups - 1 - gid)[::-1])[::-1]
     total = prefix[gend - 1]
-    # The first departure after each arrival (a global index). Departures that can matter: from
-    # the group's first arrival on (lo), in the same busy period, and not so late that even the
-    # whole group's mass would fall below the floor (hi).
-    after = view.arr_pos[index] - index  # the i-th arrival has i arrivals before it; the rest are departures
+    # The first departure after each arrival (the a-th arrival has a arrivals before it; the
+    # rest are departures). Departures that can matter: from the group's first arrival on (lo),
+    # in the same busy period, and not so late that even the whole group's mass would fall
+    # below the floor (hi).
+    after = view.arr_pos[arr] - arr
     lo = after[gstart]
     hi = np.minimum(
-        np.searchsorted(t.busy, busy[gstart], "right"),
-        np.searchsorted(t.negc, np.log(total / floor) - c0, "right"),
+        np.searchsorted(view.dep_busy, busy[gstart], "right"),
+        np.searchsorted(view.dep_negc, np.log(total / floor) - c0, "right"),
     )
     count = np.maximum(hi - lo, 0)
     group, departure = expand_ranges(lo, count)
@@ -199,6 +183,6 @@ def _spread_to_departures(
     following[gend - 1] = hi
     serves = np.maximum(np.minimum(following, hi[gid]) - after, 0)
     before = np.repeat(np.arange(after.shape[0], dtype=np.int64), serves)
-    w = np.exp(-t.negc[departure] - c0[group]) * t.share[departure] * prefix[before]
+    w = np.exp(-view.dep_negc[departure] - c0[group]) * view.dep_share[departure] * prefix[before]
     keep = w >= floor
-    return group_j[keep], t.row[departure[keep]], w[keep], int(count.sum())
+    return group_j[keep], departure[keep], w[keep], int(count.sum())

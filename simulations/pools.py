@@ -38,19 +38,27 @@ C_BAND = 256.0  # largest spread of C within one group of a trace: keeps exp() f
 
 @dataclass(frozen=True, slots=True, eq=False)
 class PoolView:
-    """Per hop row (its departure event) and per arrival event (in event order)."""
+    """Departure and arrival events, each in event order (by node, then time), and per-row links.
 
-    transparent: np.ndarray  # bool per row: the node is corrupt, so it links in and out
+    Departure d (0 ≤ d < rows) is the d-th departure event; arrival a the a-th arrival event.
+    Since the events are sorted, the d-th departure has d departures and ``dep_pos[d] − d``
+    arrivals before it, and the a-th arrival ``arr_pos[a] − a`` departures.
+    """
+
     cover_link: np.ndarray  # bool per row: the packet came in on a link no client packet uses
-    pos_out: np.ndarray  # int64 per row: position of the departure event
-    c_out: np.ndarray  # float64 per row: C just before the departure
-    busy_out: np.ndarray  # int64 per row: busy period of the departure
-    size_out: np.ndarray  # int32 per row: packets in the pool as it leaves, itself included
-    arr_row: np.ndarray  # int64: rows of arrival events, in event order
-    arr_pos: np.ndarray  # int64: their positions (increasing)
-    arr_negc: np.ndarray  # float64: −C at each arrival (non-decreasing)
-    arr_busy: np.ndarray  # int64: busy period of each arrival (non-decreasing)
-    dep_row: np.ndarray  # int64: rows of departure events, in event order
+    dep_index: np.ndarray  # int64 per row: the departure event of the row
+    arr_index: np.ndarray  # int64 per row: the arrival event of the row
+    dep_row: np.ndarray  # int64 per departure: its row
+    dep_pos: np.ndarray  # int64 per departure: its position among all events (increasing)
+    dep_negc: np.ndarray  # float64 per departure: −C just before it (non-decreasing)
+    dep_busy: np.ndarray  # int64 per departure: its busy period (non-decreasing)
+    dep_share: np.ndarray  # float64 per departure: 1/k, k the packets in the pool as it leaves
+    dep_transparent: np.ndarray  # bool per departure: the node is corrupt, so it links in and out
+    arr_row: np.ndarray  # int64 per arrival: its row
+    arr_pos: np.ndarray  # int64 per arrival: its position (increasing)
+    arr_negc: np.ndarray  # float64 per arrival: −C at it (non-decreasing)
+    arr_busy: np.ndarray  # int64 per arrival: its busy period (non-decreasing)
+    arr_transparent: np.ndarray  # bool per arrival: the node is corrupt
 
 
 def event_order(log: EventLog) -> np.ndarray:
@@ -118,31 +126,30 @@ def pool_view(log: EventLog) -> PoolView:
     busy_after = np.cumsum(resets)
     del resets
 
-    pos_out = np.empty(rows, np.int64)
-    pos_out[dep_row] = dep_pos
-    # Every departure follows its own arrival at the same node, so the event just before it
-    # is in the same node's sequence: C and the busy period there are the departure's own.
-    c_out = np.empty(rows, np.float64)
-    c_out[dep_row] = c_after[dep_pos - 1]
-    busy_out = np.empty(rows, np.int64)
-    busy_out[dep_row] = busy_after[dep_pos - 1]
-    size_out = np.empty(rows, np.int32)
-    size_out[dep_row] = size
-
     arr_pos = np.nonzero(is_arrival)[0]
     arr_row = order[arr_pos]
+    del order, is_arrival
+    dep_index = np.empty(rows, np.int64)
+    dep_index[dep_row] = np.arange(rows, dtype=np.int64)
+    arr_index = np.empty(rows, np.int64)
+    arr_index[arr_row] = np.arange(rows, dtype=np.int64)
+    # Every departure follows its own arrival at the same node, so the event just before it
+    # is in the same node's sequence: C and the busy period there are the departure's own.
     return PoolView(
-        transparent=log.corrupt[log.node],
         cover_link=cover_links(log),
-        pos_out=pos_out,
-        c_out=c_out,
-        busy_out=busy_out,
-        size_out=size_out,
+        dep_index=dep_index,
+        arr_index=arr_index,
+        dep_row=dep_row,
+        dep_pos=dep_pos,
+        dep_negc=-c_after[dep_pos - 1],
+        dep_busy=busy_after[dep_pos - 1],
+        dep_share=1.0 / size,
+        dep_transparent=log.corrupt[log.node[dep_row]],
         arr_row=arr_row,
         arr_pos=arr_pos,
         arr_negc=-c_after[arr_pos],
         arr_busy=busy_after[arr_pos],
-        dep_row=dep_row,
+        arr_transparent=log.corrupt[log.node[arr_row]],
     )
 
 

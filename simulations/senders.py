@@ -64,8 +64,6 @@ class _Tables:
     row_packet: np.ndarray
     is_first: np.ndarray
     last_row: np.ndarray
-    arrivals_before: np.ndarray  # per row: arrival events before its departure, over all nodes
-    positions: int
 
 
 def trace_senders(
@@ -84,10 +82,7 @@ def trace_senders(
         raise ValueError("targets must be client packets")
     is_first = np.zeros(log.rows, bool)
     is_first[log.first_row[:-1]] = True
-    # The i-th departure in event order has i departures before it; the rest are arrivals.
-    arrivals_before = np.empty(log.rows, np.int64)
-    arrivals_before[view.dep_row] = view.pos_out[view.dep_row] - np.arange(log.rows, dtype=np.int64)
-    tables = _Tables(log.row_packet(), is_first, log.last_row(), arrivals_before, 2 * log.rows)
+    tables = _Tables(log.row_packet(), is_first, log.last_row())
 
     offsets = [np.zeros(1, np.int64)]
     clients: list[np.ndarray] = []
@@ -126,24 +121,25 @@ def _trace_batch(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Trace a batch of targets back to sources: (target index, source packet, weight) triples."""
     j = np.arange(targets.shape[0], dtype=np.int64)
-    row = tables.last_row[targets]
+    departures = view.dep_row.shape[0]
+    dep = view.dep_index[tables.last_row[targets]]
     weight = np.ones(targets.shape[0])
     found_j: list[np.ndarray] = []
     found_packet: list[np.ndarray] = []
     found_w: list[np.ndarray] = []
     peak = 0
     while j.shape[0]:
-        # Sort the frontier by (target, departure position); merge weights on the same departure.
-        _, weight, (j, row) = merge_sorted(j * tables.positions + view.pos_out[row], weight, j, row)
+        # Sort the frontier by (target, departure event); merge weights on the same departure.
+        # Departure events are numbered in event order, so the look-ups below read forward.
+        _, weight, (j, dep) = merge_sorted(j * departures + dep, weight, j, dep)
 
         # Corrupt nodes link a departure to its own arrival.
-        through = view.transparent[row]
-        arr_j, arr_row, arr_w = [j[through]], [row[through]], [weight[through]]
+        through = view.dep_transparent[dep]
+        arr_j, arr_row, arr_w = [j[through]], [view.dep_row[dep[through]]], [weight[through]]
 
         honest = ~through
         if honest.any():
-            hj, hrow, hw = j[honest], row[honest], weight[honest]
-            e_j, e_row, e_w, entries = _spread_over_pools(view, tables, hj, hrow, hw, floor)
+            e_j, e_row, e_w, entries = _spread_over_pools(view, j[honest], dep[honest], weight[honest], floor)
             peak = max(peak, entries)
             arr_j.append(e_j)
             arr_row.append(e_row)
@@ -160,30 +156,30 @@ def _trace_batch(
         found_packet.append(np.full(int(cover.sum()), -1, np.int64))
         found_w.append(a_w[cover])
         later = ~(first | cover)
-        j, row, weight = a_j[later], a_row[later] - 1, a_w[later]
+        # Step to the same packet's departure from its previous node.
+        j, dep, weight = a_j[later], view.dep_index[a_row[later] - 1], a_w[later]
     return np.concatenate(found_j), np.concatenate(found_packet), np.concatenate(found_w), peak
 
 
 def _spread_over_pools(
     view: PoolView,
-    tables: _Tables,
     j: np.ndarray,
-    row: np.ndarray,
+    dep: np.ndarray,
     weight: np.ndarray,
     floor: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Hand the weight of departures from honest pools to those pools' earlier arrivals.
 
-    The departures are sorted by (target, position). A group is one target's departures
-    within one busy period of one node (and one band of C, so that exp() stays finite).
+    The departures are sorted by (target, event). A group is one target's departures within
+    one busy period of one node (and one band of C, so that exp() stays finite).
     """
-    c = view.c_out[row]
-    busy = view.busy_out[row]
+    c = -view.dep_negc[dep]
+    busy = view.dep_busy[dep]
     gstart, gid, gend = pool_groups(j, busy, c)
     c0 = c[gstart]
     # Suffix sums of weight · exp(C_d − c0) / k_d: what an arrival before departure d receives,
     # up to its own factor exp(c0 − C_a).
-    suffix = segmented_suffix_sum(weight * np.exp(c - c0[gid]) / view.size_out[row], gid)
+    suffix = segmented_suffix_sum(weight * np.exp(c - c0[gid]) * view.dep_share[dep], gid)
     head = suffix[gstart]
     # Arrivals that can matter: same busy period, before the group's last departure, and not
     # so far back that even the largest suffix sum would fall below the floor.
@@ -191,8 +187,9 @@ def _spread_over_pools(
         np.searchsorted(view.arr_busy, busy[gstart], "left"),
         np.searchsorted(view.arr_negc, -(c0 + np.log(head / floor)), "left"),
     )
-    # Arrivals before each departure (a global count), so before the group's last one: hi.
-    before = tables.arrivals_before[row]
+    # Arrivals before each departure (the d-th departure has d departures before it), so
+    # before the group's last one: hi.
+    before = view.dep_pos[dep] - dep
     hi = before[gend - 1]
     count = np.maximum(hi - lo, 0)
     group, arrival = expand_ranges(lo, count)
