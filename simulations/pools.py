@@ -33,6 +33,7 @@ import numpy as np
 from simulations.eventlog import EventLog, NodeRole
 
 _NODE_SHIFT = 43  # bits below the node id in the sort key: time ticks and the arrival/departure bit
+_LINK_TABLE_NODES = 4096  # up to this many nodes, links are classified through a table
 C_BAND = 256.0  # largest spread of C within one group of a trace: keeps exp() finite
 
 
@@ -89,18 +90,30 @@ def cover_links(log: EventLog) -> np.ndarray:
     it knows such a packet came from no client.
     """
     cover = np.zeros(log.rows, bool)
-    later = np.flatnonzero(log.row_hop() > 0)
+    first = np.zeros(log.rows, bool)
+    first[log.first_row[:-1]] = True
+    later = np.flatnonzero(~first)
     if later.shape[0] == 0:
         return cover
-    prev, cur = log.node[later - 1], log.node[later]
-    prev_role, cur_role = log.node_role[prev], log.node_role[cur]
-    prev_layer, cur_layer = log.node_layer[prev].astype(np.int64), log.node_layer[cur].astype(np.int64)
+    role, layer = log.node_role, log.node_layer.astype(np.int64)
     last_layer = int(log.node_layer.max(initial=0))
-    forward = (
-        ((prev_role == NodeRole.INGRESS) & (cur_role == NodeRole.MIX) & (cur_layer == 0))
-        | ((prev_role == NodeRole.MIX) & (cur_role == NodeRole.MIX) & (cur_layer == prev_layer + 1))
-        | ((prev_role == NodeRole.MIX) & (cur_role == NodeRole.EGRESS) & (prev_layer == last_layer))
-    )
+
+    def is_forward(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        linked: np.ndarray = (
+            ((role[prev] == NodeRole.INGRESS) & (role[cur] == NodeRole.MIX) & (layer[cur] == 0))
+            | ((role[prev] == NodeRole.MIX) & (role[cur] == NodeRole.MIX) & (layer[cur] == layer[prev] + 1))
+            | ((role[prev] == NodeRole.MIX) & (role[cur] == NodeRole.EGRESS) & (layer[prev] == last_layer))
+        )
+        return linked
+
+    prev, cur = log.node[later - 1].astype(np.int64), log.node[later].astype(np.int64)
+    if log.nodes <= _LINK_TABLE_NODES:
+        # One look-up per row in a small table of every (from, to) pair of nodes.
+        every = np.arange(log.nodes, dtype=np.int64)
+        table = is_forward(np.repeat(every, log.nodes), np.tile(every, log.nodes))
+        forward = table[prev * log.nodes + cur]
+    else:
+        forward = is_forward(prev, cur)
     cover[later] = ~forward
     return cover
 
