@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulations.batches import in_batches
+from simulations.batches import ENTRY_BUDGET, in_batches
 from simulations.eventlog import EventLog, NodeRole
 from simulations.pools import PoolView, pool_groups
 from simulations.segments import expand_ranges, merge_sorted, segmented_suffix_sum, sum_by_key
@@ -74,7 +74,7 @@ def forward_entropy(
     *,
     mass_floor: float,
     progress: Progress | None = None,
-    entry_budget: int = 3_000_000,
+    entry_budget: int = ENTRY_BUDGET,
 ) -> ForwardEntropy:
     """The forward per-packet entropy of each target packet."""
     targets = np.asarray(targets, dtype=np.int64)

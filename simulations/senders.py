@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulations.batches import in_batches
+from simulations.batches import ENTRY_BUDGET, in_batches
 from simulations.eventlog import EventLog
 from simulations.pools import PoolView, pool_groups
 from simulations.segments import expand_ranges, merge_sorted, segmented_suffix_sum, sum_by_key
@@ -73,7 +73,7 @@ def trace_senders(
     *,
     mass_floor: float,
     progress: Progress | None = None,
-    entry_budget: int = 3_000_000,
+    entry_budget: int = ENTRY_BUDGET,
 ) -> SenderDistributions:
     """The adversary's sender distribution for each target packet (each must come from a client)."""
     targets = np.asarray(targets, dtype=np.int64)
