@@ -26,12 +26,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from simulations.batches import ENTRY_BUDGET, in_batches
 from simulations.eventlog import EventLog, NodeRole
-from simulations.pools import PoolView, pool_groups
+from simulations.pools import PoolView, cross_pools, pool_groups
 from simulations.segments import expand_ranges, merge_sorted, segmented_suffix_sum, sum_by_key
 
 Progress = Callable[[int, int], None]
@@ -121,17 +122,16 @@ def _trace_batch(
         # Sort the frontier by (target, arrival event); merge mass on the same arrival.
         _, mass, (j, arr) = merge_sorted(j * arrivals + arr, mass, j, arr)
 
-        # A corrupt node hands the mass to the same packet's departure.
-        through = view.arr_transparent[arr]
-        dep_j, dep, dep_mass = [j[through]], [view.dep_index[view.arr_row[arr[through]]]], [mass[through]]
-        honest = ~through
-        if honest.any():
-            e_j, e_dep, e_mass, entries = _spread_to_departures(view, j[honest], arr[honest], mass[honest], floor)
-            peak = max(peak, entries)
-            dep_j.append(e_j)
-            dep.append(e_dep)
-            dep_mass.append(e_mass)
-        d_j, d, d_mass = np.concatenate(dep_j), np.concatenate(dep), np.concatenate(dep_mass)
+        # A corrupt node hands the mass to the same packet's departure; an honest one spreads it.
+        d_j, d, d_mass, entries = cross_pools(
+            view.arr_transparent[arr],
+            j,
+            arr,
+            mass,
+            lambda same: view.dep_index[view.arr_row[same]],
+            partial(_spread_to_departures, view, floor=floor),
+        )
+        peak = max(peak, entries)
 
         exits = t.exits[d]
         out_j.append(d_j[exits])

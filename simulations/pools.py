@@ -26,6 +26,7 @@ sequence, so later look-ups are plain binary searches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -180,3 +181,33 @@ def pool_groups(target: np.ndarray, busy: np.ndarray, c: np.ndarray) -> tuple[np
     gid = np.cumsum(new) - 1
     gend = np.concatenate([gstart[1:], [target.shape[0]]])
     return gstart, gid, gend
+
+
+Spread = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray, int]]
+
+
+def cross_pools(
+    transparent: np.ndarray,
+    target: np.ndarray,
+    events: np.ndarray,
+    weight: np.ndarray,
+    same_packet: Callable[[np.ndarray], np.ndarray],
+    spread: Spread,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """One step of a trace through the pools its frontier sits in.
+
+    At a corrupt node (``transparent``) the weight stays with its packet: ``same_packet`` maps
+    those events to the packet's other event at the node. At an honest node ``spread`` hands it
+    over the pool and reports how many entries it held. Returns (target, event, weight) of the
+    new frontier and that count.
+    """
+    through = transparent
+    targets, found, weights = [target[through]], [same_packet(events[through])], [weight[through]]
+    entries = 0
+    honest = ~through
+    if honest.any():
+        e_target, e_found, e_weight, entries = spread(target[honest], events[honest], weight[honest])
+        targets.append(e_target)
+        found.append(e_found)
+        weights.append(e_weight)
+    return np.concatenate(targets), np.concatenate(found), np.concatenate(weights), entries

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from simulations.batches import ENTRY_BUDGET, in_batches
 from simulations.eventlog import EventLog
-from simulations.pools import PoolView, pool_groups
+from simulations.pools import PoolView, cross_pools, pool_groups
 from simulations.segments import expand_ranges, merge_sorted, segmented_suffix_sum, sum_by_key
 
 Progress = Callable[[int, int], None]
@@ -133,19 +134,16 @@ def _trace_batch(
         # Departure events are numbered in event order, so the look-ups below read forward.
         _, weight, (j, dep) = merge_sorted(j * departures + dep, weight, j, dep)
 
-        # Corrupt nodes link a departure to its own arrival.
-        through = view.dep_transparent[dep]
-        arr_j, arr_row, arr_w = [j[through]], [view.dep_row[dep[through]]], [weight[through]]
-
-        honest = ~through
-        if honest.any():
-            e_j, e_row, e_w, entries = _spread_over_pools(view, j[honest], dep[honest], weight[honest], floor)
-            peak = max(peak, entries)
-            arr_j.append(e_j)
-            arr_row.append(e_row)
-            arr_w.append(e_w)
-
-        a_j, a_row, a_w = np.concatenate(arr_j), np.concatenate(arr_row), np.concatenate(arr_w)
+        # Corrupt nodes link a departure to its own arrival; honest ones spread the weight.
+        a_j, a_row, a_w, entries = cross_pools(
+            view.dep_transparent[dep],
+            j,
+            dep,
+            weight,
+            lambda same: view.dep_row[same],
+            partial(_spread_over_pools, view, floor=floor),
+        )
+        peak = max(peak, entries)
         first = tables.is_first[a_row]
         found_j.append(a_j[first])
         found_packet.append(tables.row_packet[a_row[first]])
