@@ -9,12 +9,16 @@ large: 1,000 mixes (4 layers × 250) and 20 gateways, 5,000 clients with loop an
        whose address space is capped at 4 GiB, so that the figure of its peak resident memory
        is its own. Limits: 60 s and 4 GiB.
 
+Both run with every metric on, the forward per-packet entropy included; "stage_seconds" splits
+the time by stage and "forward_seconds" is what the forward metric adds.
+
 Usage: .venv/bin/python benchmarks/simulations.py
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import subprocess
@@ -70,18 +74,47 @@ def large_config() -> SimConfig:
     )
 
 
+class StageClock:
+    """Seconds spent in each stage of a run, from the simulator's progress reports."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._stage = ""
+        self._since = time.perf_counter()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self._stage:
+            self.stop()
+            self._stage = stage
+
+    def stop(self) -> None:
+        now = time.perf_counter()
+        if self._stage:
+            self.seconds[self._stage] = self.seconds.get(self._stage, 0.0) + now - self._since
+        self._since = now
+
+
 def measure(config: SimConfig) -> dict[str, object]:
-    started = time.perf_counter()
-    result = run(config)
-    seconds = time.perf_counter() - started
+    clock = StageClock()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    result = run(config, progress=clock, memory_limit=math.inf)
+    clock.stop()
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     s = result.summary
     return {
         "seconds": round(seconds, 3),
+        # CPU time of this process: on the shared machine, wall time also counts waiting for a core.
+        "cpu_seconds": round(cpu_seconds, 3),
+        "forward_seconds": round(clock.seconds.get("tracing forward", 0.0), 3),
+        "stage_seconds": {stage: round(t, 3) for stage, t in clock.seconds.items()},
         "mixes": config.mixes,
         "clients": config.clients,
         "packet_hops": s.packet_hops,
         "targets": s.measured_targets,
         "entropy_mean_bits": round(s.entropy_mean, 4),
+        "forward_entropy_mean_bits": round(s.forward_entropy_mean, 4),
+        "delta": round(s.delta, 4),
+        "log_ratio_mean": round(s.log_ratio_mean, 4),
         "latency_mean_s": round(s.latency_mean, 4),
         "cover_per_real": round(s.cover_per_real, 4),
     }

@@ -18,6 +18,11 @@ from simulations.errors import ConfigError
 
 Workload = Literal["saturated", "poisson"]
 WORKLOADS: Final = ("saturated", "poisson")
+NodeLoops = Literal["indistinguishable", "recognised"]
+NODE_LOOP_VIEWS: Final = ("indistinguishable", "recognised")
+
+QUEUE_RELAXATIONS: Final = 10.0  # the automatic window lasts at least this many client-queue relaxation times
+PATH_DELAYS: Final = 10.0  # the automatic warm-up lasts this many mean path delays
 
 SECTIONS: Final = ("network", "traffic", "adversary", "run", "metrics")
 
@@ -43,7 +48,7 @@ class SimConfig:
     lambda_p: float = _param(1.0, "traffic", "payload stream rate λ_P per client")
     lambda_l: float = _param(0.0, "traffic", "loop cover rate λ_L per client")
     lambda_d: float = _param(0.0, "traffic", "drop cover rate λ_D per client")
-    lambda_m: float = _param(0.0, "traffic", "mix loop rate λ_M per mix")
+    lambda_m: float = _param(0.0, "traffic", "loop rate λ_M per mix and per gateway")
     workload: Workload = _param(
         "saturated",
         "traffic",
@@ -56,13 +61,30 @@ class SimConfig:
         1.0, "traffic", "fraction of clients with real messages (poisson workload)"
     )
     # adversary
-    corrupt_fraction: float = _param(0.0, "adversary", "fraction of mixes that are corrupt, chosen at random")
+    corrupt_fraction: float = _param(
+        0.0,
+        "adversary",
+        "fraction of all mixes that are corrupt, chosen at random (rounded to the nearest count)",
+    )
+    corrupt_mixes: int | None = _param(
+        None, "adversary", "exact number of corrupt mixes chosen at random (instead of corrupt_fraction)"
+    )
+    corrupt_layers: tuple[int, ...] = _param(
+        (), "adversary", "layers (1 = first) whose mixes are all corrupt, on top of the random ones"
+    )
     corrupt_gateways: float = _param(
         0.0, "adversary", "fraction of gateways that are corrupt, chosen at random"
     )
+    node_loops: NodeLoops = _param(
+        "indistinguishable",
+        "adversary",
+        "mix and gateway loops: 'indistinguishable' from other packets, or 'recognised' by the adversary",
+    )
     # run
     duration: float | None = _param(
-        None, "run", "seconds of client traffic (auto: long enough for twice the targets after warm-up)"
+        None,
+        "run",
+        "seconds of client traffic (auto: twice the targets, and ten client-queue relaxation times, after warm-up)",
     )
     warmup: float | None = _param(
         None, "run", "seconds before targets are sampled (auto: ten mean path delays)"
@@ -87,6 +109,40 @@ class SimConfig:
         return self.layers + (2 if self.gateways > 0 else 0)
 
     @property
+    def path_delay(self) -> float:
+        """Mean time a forward packet spends in the network: every hold and every link."""
+        return self.path_hops / self.mu + (self.path_hops + 1) * self.link_latency
+
+    @property
+    def utilisation(self) -> float:
+        """ρ of a client's queue: real messages per payload slot (1 when saturated)."""
+        if self.workload == "saturated":
+            return 1.0
+        return self.message_rate / self.lambda_p
+
+    @property
+    def queue_sojourn(self) -> float:
+        """Mean time a real message waits in its client's queue (M/M/1: 1/(λ_P − rate)); 0 saturated."""
+        if self.workload == "saturated":
+            return 0.0
+        return 1.0 / (self.lambda_p - self.message_rate)
+
+    @property
+    def queue_relaxation(self) -> float:
+        """Relaxation time of a client's M/M/1 queue, 1/(λ_P (1 − √ρ)²): how long its latency
+        samples stay correlated (Morse; Cohen, *The Single Server Queue*); 0 when saturated."""
+        if self.workload == "saturated":
+            return 0.0
+        return 1.0 / (self.lambda_p * (1.0 - math.sqrt(self.utilisation)) ** 2)
+
+    @property
+    def random_corrupt_mixes(self) -> int:
+        """How many mixes are corrupted at random, besides the corrupt layers."""
+        if self.corrupt_mixes is not None:
+            return self.corrupt_mixes
+        return round(self.corrupt_fraction * self.mixes)
+
+    @property
     def real_rate(self) -> float:
         """Real messages per second, over all clients."""
         if self.workload == "saturated":
@@ -95,16 +151,24 @@ class SimConfig:
 
     @property
     def effective_warmup(self) -> float:
+        """The warm-up used: given, or ten mean path delays (the pools start empty).
+
+        Client queues need none: they start in their stationary state (see `traffic`).
+        """
         if self.warmup is not None:
             return self.warmup
-        return 10.0 * self.path_hops * (1.0 / self.mu + self.link_latency)
+        return PATH_DELAYS * self.path_delay
 
     @property
     def effective_duration(self) -> float:
+        """The horizon used: given, or the warm-up plus a window long enough for twice the
+        targets, ten path delays, and ten relaxation times of the client queues (so that the
+        latency of queued messages is averaged over many independent stretches of each queue)."""
         if self.duration is not None:
             return self.duration
         per_target = 2.0 * self.targets / self.real_rate
-        return self.effective_warmup + max(per_target, 10.0 * self.path_hops / self.mu)
+        window = max(per_target, PATH_DELAYS * self.path_delay, QUEUE_RELAXATIONS * self.queue_relaxation)
+        return self.effective_warmup + window
 
     def replace(self, **changes: Any) -> SimConfig:
         """A copy with some parameters changed (validated again)."""
@@ -134,6 +198,9 @@ class SimConfig:
                 value = getattr(self, f.name)
                 if value is None:
                     lines.append(f"# {f.name} = (automatic)  # {f.metadata['help']}")
+                elif isinstance(value, tuple):
+                    items = ", ".join(_toml_value(v) for v in value)
+                    lines.append(f"{f.name} = [{items}]  # {f.metadata['help']}")
                 else:
                     lines.append(f"{f.name} = {_toml_value(value)}  # {f.metadata['help']}")
             lines.append("")
@@ -168,9 +235,14 @@ class SimConfig:
 
 PARAMETERS: Final[dict[str, dataclasses.Field[Any]]] = {f.name: f for f in dataclasses.fields(SimConfig)}
 
-INTEGER_PARAMETERS: Final = frozenset({"clients", "layers", "width", "gateways", "targets", "seed"})
-_OPTIONAL: Final = frozenset({"duration", "warmup"})
-_STRINGS: Final = frozenset({"workload"})
+INTEGER_PARAMETERS: Final = frozenset(
+    {"clients", "layers", "width", "gateways", "targets", "seed", "corrupt_mixes"}
+)
+OPTIONAL_PARAMETERS: Final = frozenset({"duration", "warmup", "corrupt_mixes"})
+STRING_PARAMETERS: Final = {"workload": WORKLOADS, "node_loops": NODE_LOOP_VIEWS}
+LAYER_LIST_PARAMETERS: Final = frozenset({"corrupt_layers"})
+_OPTIONAL = OPTIONAL_PARAMETERS
+_STRINGS = frozenset(STRING_PARAMETERS)
 
 
 def _put(flat: dict[str, Any], name: str, value: Any) -> None:
@@ -191,10 +263,32 @@ def _toml_value(value: object) -> str:
     raise ConfigError(f"cannot write {value!r} as TOML")
 
 
+def parse_layers(value: Any) -> tuple[int, ...]:
+    """A list of layer numbers from TOML (an array) or text ("1,3", "1+3", "[1, 3]", "" for none)."""
+    if isinstance(value, str):
+        text = value.strip().strip("[]()")
+        parts = [p for p in text.replace("+", ",").replace(" ", ",").split(",") if p]
+        try:
+            items: list[Any] = [int(p) for p in parts]
+        except ValueError as exc:
+            raise ConfigError(f"corrupt_layers: {value!r} is not a list of layer numbers") from exc
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ConfigError(f"corrupt_layers: expected a list of layer numbers, got {value!r}")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        raise ConfigError(f"corrupt_layers: expected a list of layer numbers, got {value!r}")
+    if len(set(items)) != len(items):
+        raise ConfigError(f"corrupt_layers repeats a layer: {value!r}")
+    return tuple(sorted(items))
+
+
 def coerce(name: str, value: Any) -> Any:
     """Convert a value from TOML or the command line to the parameter's type."""
     if name not in PARAMETERS:
         raise ConfigError(f"unknown parameter: {name}")
+    if name in LAYER_LIST_PARAMETERS:
+        return parse_layers(value)
     if value is None:
         if name in _OPTIONAL:
             return None
@@ -229,6 +323,10 @@ def coerce(name: str, value: Any) -> Any:
 def _validate(c: SimConfig) -> None:
     for name in PARAMETERS:
         value = getattr(c, name)
+        if name in LAYER_LIST_PARAMETERS:
+            if not isinstance(value, tuple) or value != parse_layers(value):
+                raise ConfigError(f"{name}: expected a sorted tuple of distinct layer numbers, got {value!r}")
+            continue
         if value is None:
             if name not in _OPTIONAL:
                 raise ConfigError(f"{name} must be given")
@@ -263,12 +361,28 @@ def _validate(c: SimConfig) -> None:
         raise ConfigError(f"seed must fit in 63 bits (TOML integers are 64-bit), got {c.seed}")
     if c.mass_floor >= 1e-3:
         raise ConfigError(f"mass_floor must be below 1e-3, got {c.mass_floor!r}")
-    if c.workload not in WORKLOADS:
-        raise ConfigError(f"workload must be one of {', '.join(WORKLOADS)}, got {c.workload!r}")
+    for name, allowed in STRING_PARAMETERS.items():
+        if getattr(c, name) not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(c, name)!r}")
+    if any(not 1 <= layer <= c.layers for layer in c.corrupt_layers):
+        raise ConfigError(f"corrupt_layers must name layers 1 to {c.layers}, got {list(c.corrupt_layers)}")
+    if c.corrupt_mixes is not None:
+        if c.corrupt_fraction > 0:
+            raise ConfigError("give corrupt_mixes or corrupt_fraction, not both")
+        at_least("corrupt_mixes", 0)
+    others = c.mixes - len(c.corrupt_layers) * c.width
+    if c.random_corrupt_mixes > others:
+        raise ConfigError(
+            f"{c.random_corrupt_mixes} random corrupt mixes requested, but only {others} mixes are "
+            "outside the corrupt layers"
+        )
     if c.lambda_p <= 0:
         raise ConfigError("lambda_p must be > 0: real messages travel on the payload stream")
-    if c.lambda_m > 0 and c.layers < 2:
-        raise ConfigError("mix loops (lambda_m > 0) travel through the other layers and need layers ≥ 2")
+    if c.lambda_m > 0 and c.layers < 2 and c.gateways == 0:
+        raise ConfigError(
+            "mix loops (lambda_m > 0) travel through the other layers or a gateway: "
+            "they need layers ≥ 2 or gateways ≥ 1"
+        )
     if c.workload == "poisson":
         if c.message_rate <= 0 or c.active_fraction <= 0:
             raise ConfigError("the poisson workload needs message_rate > 0 and active_fraction > 0")

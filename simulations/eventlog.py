@@ -4,7 +4,7 @@ The log is independent of how it was produced. The discrete-event model writes o
 later emulation mode (real node and client code under a virtual clock) is meant to write the
 same thing. It holds, column by column:
 
-* packets: who sent what (kind, source, recipient), when it was created and emitted;
+* packets: who sent what (kind, source, recipient), when it was created, emitted and received;
 * hops: for every packet, each node that held it, when it entered and when it left;
 * nodes: their role, layer, and whether they are corrupt.
 
@@ -32,6 +32,10 @@ class PacketKind(enum.IntEnum):
     DROP = 1  # drop cover: the payload stream's filler and the λ_D stream; discarded at the last hop
     LOOP = 2  # client loop cover (λ_L): comes back to its sender
     MIX_LOOP = 3  # mix loop cover (λ_M): leaves a mix and comes back to it
+    GATEWAY_LOOP = 4  # gateway loop cover (λ_M): leaves a gateway and comes back to it
+
+
+NODE_LOOPS = (PacketKind.MIX_LOOP, PacketKind.GATEWAY_LOOP)
 
 
 class NodeRole(enum.IntEnum):
@@ -47,8 +51,9 @@ class EventLog:
     """Columns of packets, hops and nodes. Rows of one packet's hops are contiguous, in order.
 
     Packet p held by nodes ``node[first_row[p]:first_row[p + 1]]`` in that order; it entered
-    the i-th at ``t_in`` and left it at ``t_out`` of that row. A packet's source is a client
-    id for client packets and a node id for mix loops.
+    the i-th at ``t_in`` and left it at ``t_out`` of that row, and reached its destination (a
+    client, or the node that sent a loop) at ``received`` (a drop: when its last node discarded
+    it). A packet's source is a client id for client packets and a node id for node loops.
     """
 
     clients: int
@@ -56,9 +61,10 @@ class EventLog:
     # packets
     kind: np.ndarray  # int8, PacketKind
     source: np.ndarray  # int64
-    recipient: np.ndarray  # int64 client id; -1 for drops and mix loops
+    recipient: np.ndarray  # int64 client id; -1 for drops and node loops
     created: np.ndarray  # float64: when the content came to be (a real message's arrival in its queue)
-    emitted: np.ndarray  # float64: when the source put the packet on its first link
+    emitted: np.ndarray  # float64: when the source put the packet on its first link (or in its own pool)
+    received: np.ndarray  # float64: when it reached its destination, after the last link
     first_row: np.ndarray  # int64, len packets + 1
     # hops
     node: np.ndarray  # int32
@@ -92,14 +98,41 @@ class EventLog:
         hops: np.ndarray = np.arange(self.rows, dtype=np.int64) - np.repeat(self.first_row[:-1], counts)
         return hops
 
+    def from_client(self) -> np.ndarray:
+        """Whether each packet was sent by a client (not a node's own loop)."""
+        mask: np.ndarray = ~np.isin(self.kind, NODE_LOOPS)
+        return mask
+
     def last_row(self) -> np.ndarray:
         """The final hop row of every packet."""
         return self.first_row[1:] - 1
 
     def delivered(self) -> np.ndarray:
-        """When every packet left its last node (delivered, discarded or consumed)."""
-        times: np.ndarray = self.t_out[self.last_row()]
-        return times
+        """When every packet reached its destination (delivered, discarded or consumed)."""
+        return self.received
+
+    def select(self, keep: np.ndarray) -> EventLog:
+        """The log of only the packets where ``keep`` is true (node table unchanged)."""
+        rows = np.repeat(keep, np.diff(self.first_row))
+        first_row = np.zeros(int(keep.sum()) + 1, np.int64)
+        np.cumsum(np.diff(self.first_row)[keep], out=first_row[1:])
+        return EventLog(
+            clients=self.clients,
+            horizon=self.horizon,
+            kind=self.kind[keep],
+            source=self.source[keep],
+            recipient=self.recipient[keep],
+            created=self.created[keep],
+            emitted=self.emitted[keep],
+            received=self.received[keep],
+            first_row=first_row,
+            node=self.node[rows],
+            t_in=self.t_in[rows],
+            t_out=self.t_out[rows],
+            node_role=self.node_role,
+            node_layer=self.node_layer,
+            corrupt=self.corrupt,
+        )
 
     def validate(self) -> None:
         """Raise EventLogError unless the columns are consistent."""
@@ -109,6 +142,7 @@ class EventLog:
             ("recipient", p),
             ("created", p),
             ("emitted", p),
+            ("received", p),
             ("first_row", p + 1),
             ("t_in", r),
             ("t_out", r),
@@ -137,8 +171,10 @@ class EventLog:
             raise EventLogError("a packet reaches its first node before it was emitted")
         if np.any(self.created > self.emitted):
             raise EventLogError("a packet is emitted before its content was created")
-        client_sourced = self.kind != PacketKind.MIX_LOOP
+        if not np.all(self.received >= self.t_out[self.last_row()]):
+            raise EventLogError("a packet is received before it left its last node")
+        client_sourced = self.from_client()
         if np.any((self.source[client_sourced] < 0) | (self.source[client_sourced] >= self.clients)):
             raise EventLogError("a client packet's source is not a client")
         if np.any((self.source[~client_sourced] < 0) | (self.source[~client_sourced] >= m)):
-            raise EventLogError("a mix loop's source is not a node")
+            raise EventLogError("a node loop's source is not a node")

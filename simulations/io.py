@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from simulations.config import PARAMETERS, SimConfig
+from simulations.aggregate import HEADLINES, SeedAggregate
+from simulations.config import OPTIONAL_PARAMETERS, PARAMETERS, SimConfig
 from simulations.errors import SimulationError
 from simulations.metrics import Summary
 from simulations.result import SUMMARY_FIELDS, Result
@@ -34,6 +35,8 @@ def format_cell(value: object) -> str:
         return ""
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, tuple):
+        return "+".join(str(v) for v in value)
     return str(value)
 
 
@@ -59,7 +62,10 @@ def read_csv(text: str) -> list[tuple[SimConfig, Summary]]:
         raise SimulationError("not a trimix simulation table: unexpected columns")
     rows: list[tuple[SimConfig, Summary]] = []
     for record in reader:
-        params = {name: (record[name] if record[name] != "" else None) for name in PARAMETERS}
+        params = {
+            name: (None if record[name] == "" and name in OPTIONAL_PARAMETERS else record[name])
+            for name in PARAMETERS
+        }
         figures: dict[str, Any] = {name: _parse_figure(name, record[name]) for name in SUMMARY_FIELDS}
         rows.append((SimConfig.from_dict(params), Summary(**figures)))
     return rows
@@ -70,3 +76,31 @@ def _parse_figure(name: str, text: str) -> int | float:
     if kind in (int, "int"):
         return int(text)
     return float(text) if text != "" else math.nan
+
+
+SEED_COLUMNS: tuple[str, ...] = (
+    tuple(name for name in PARAMETERS if name != "seed")
+    + ("seeds",)
+    + tuple(column for name in HEADLINES for column in (name, f"{name}_ci95"))
+)
+
+
+def seed_csv_text(aggregates: Sequence[SeedAggregate]) -> str:
+    """One row per grid point: its parameters, the number of seeds, and each headline's mean and
+    the half-width of its 95 % interval over seeds."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SEED_COLUMNS)
+    for aggregate in aggregates:
+        params = aggregate.config.to_dict()
+        row = [format_cell(params[name]) for name in PARAMETERS if name != "seed"]
+        row.append(str(len(aggregate.seeds)))
+        for name in HEADLINES:
+            estimate = aggregate.figure(name)
+            row += [format_cell(estimate.mean), format_cell(estimate.half_width)]
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def write_seed_csv(aggregates: Sequence[SeedAggregate], path: str | Path) -> None:
+    Path(path).write_text(seed_csv_text(aggregates), encoding="utf-8")

@@ -26,6 +26,7 @@ sequence, so later look-ups are plain binary searches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,22 +34,33 @@ import numpy as np
 from simulations.eventlog import EventLog, NodeRole
 
 _NODE_SHIFT = 43  # bits below the node id in the sort key: time ticks and the arrival/departure bit
+_LINK_TABLE_NODES = 4096  # up to this many nodes, links are classified through a table
+C_BAND = 256.0  # largest spread of C within one group of a trace: keeps exp() finite
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class PoolView:
-    """Per hop row (its departure event) and per arrival event (in event order)."""
+    """Departure and arrival events, each in event order (by node, then time), and per-row links.
 
-    transparent: np.ndarray  # bool per row: the node is corrupt, so it links in and out
+    Departure d (0 ≤ d < rows) is the d-th departure event; arrival a the a-th arrival event.
+    Since the events are sorted, the d-th departure has d departures and ``dep_pos[d] − d``
+    arrivals before it, and the a-th arrival ``arr_pos[a] − a`` departures.
+    """
+
     cover_link: np.ndarray  # bool per row: the packet came in on a link no client packet uses
-    pos_out: np.ndarray  # int64 per row: position of the departure event
-    c_out: np.ndarray  # float64 per row: C just before the departure
-    busy_out: np.ndarray  # int64 per row: busy period of the departure
-    size_out: np.ndarray  # int32 per row: packets in the pool as it leaves, itself included
-    arr_row: np.ndarray  # int64: rows of arrival events, in event order
-    arr_pos: np.ndarray  # int64: their positions (increasing)
-    arr_negc: np.ndarray  # float64: −C at each arrival (non-decreasing)
-    arr_busy: np.ndarray  # int64: busy period of each arrival (non-decreasing)
+    dep_index: np.ndarray  # int64 per row: the departure event of the row
+    arr_index: np.ndarray  # int64 per row: the arrival event of the row
+    dep_row: np.ndarray  # int64 per departure: its row
+    dep_pos: np.ndarray  # int64 per departure: its position among all events (increasing)
+    dep_negc: np.ndarray  # float64 per departure: −C just before it (non-decreasing)
+    dep_busy: np.ndarray  # int64 per departure: its busy period (non-decreasing)
+    dep_share: np.ndarray  # float64 per departure: 1/k, k the packets in the pool as it leaves
+    dep_transparent: np.ndarray  # bool per departure: the node is corrupt, so it links in and out
+    arr_row: np.ndarray  # int64 per arrival: its row
+    arr_pos: np.ndarray  # int64 per arrival: its position (increasing)
+    arr_negc: np.ndarray  # float64 per arrival: −C at it (non-decreasing)
+    arr_busy: np.ndarray  # int64 per arrival: its busy period (non-decreasing)
+    arr_transparent: np.ndarray  # bool per arrival: the node is corrupt
 
 
 def event_order(log: EventLog) -> np.ndarray:
@@ -79,18 +91,30 @@ def cover_links(log: EventLog) -> np.ndarray:
     it knows such a packet came from no client.
     """
     cover = np.zeros(log.rows, bool)
-    later = np.flatnonzero(log.row_hop() > 0)
+    first = np.zeros(log.rows, bool)
+    first[log.first_row[:-1]] = True
+    later = np.flatnonzero(~first)
     if later.shape[0] == 0:
         return cover
-    prev, cur = log.node[later - 1], log.node[later]
-    prev_role, cur_role = log.node_role[prev], log.node_role[cur]
-    prev_layer, cur_layer = log.node_layer[prev].astype(np.int64), log.node_layer[cur].astype(np.int64)
+    role, layer = log.node_role, log.node_layer.astype(np.int64)
     last_layer = int(log.node_layer.max(initial=0))
-    forward = (
-        ((prev_role == NodeRole.INGRESS) & (cur_role == NodeRole.MIX) & (cur_layer == 0))
-        | ((prev_role == NodeRole.MIX) & (cur_role == NodeRole.MIX) & (cur_layer == prev_layer + 1))
-        | ((prev_role == NodeRole.MIX) & (cur_role == NodeRole.EGRESS) & (prev_layer == last_layer))
-    )
+
+    def is_forward(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        linked: np.ndarray = (
+            ((role[prev] == NodeRole.INGRESS) & (role[cur] == NodeRole.MIX) & (layer[cur] == 0))
+            | ((role[prev] == NodeRole.MIX) & (role[cur] == NodeRole.MIX) & (layer[cur] == layer[prev] + 1))
+            | ((role[prev] == NodeRole.MIX) & (role[cur] == NodeRole.EGRESS) & (layer[prev] == last_layer))
+        )
+        return linked
+
+    prev, cur = log.node[later - 1].astype(np.int64), log.node[later].astype(np.int64)
+    if log.nodes <= _LINK_TABLE_NODES:
+        # One look-up per row in a small table of every (from, to) pair of nodes.
+        every = np.arange(log.nodes, dtype=np.int64)
+        table = is_forward(np.repeat(every, log.nodes), np.tile(every, log.nodes))
+        forward = table[prev * log.nodes + cur]
+    else:
+        forward = is_forward(prev, cur)
     cover[later] = ~forward
     return cover
 
@@ -116,28 +140,74 @@ def pool_view(log: EventLog) -> PoolView:
     busy_after = np.cumsum(resets)
     del resets
 
-    pos_out = np.empty(rows, np.int64)
-    pos_out[dep_row] = dep_pos
-    # Every departure follows its own arrival at the same node, so the event just before it
-    # is in the same node's sequence: C and the busy period there are the departure's own.
-    c_out = np.empty(rows, np.float64)
-    c_out[dep_row] = c_after[dep_pos - 1]
-    busy_out = np.empty(rows, np.int64)
-    busy_out[dep_row] = busy_after[dep_pos - 1]
-    size_out = np.empty(rows, np.int32)
-    size_out[dep_row] = size
-
     arr_pos = np.nonzero(is_arrival)[0]
     arr_row = order[arr_pos]
+    del order, is_arrival
+    dep_index = np.empty(rows, np.int64)
+    dep_index[dep_row] = np.arange(rows, dtype=np.int64)
+    arr_index = np.empty(rows, np.int64)
+    arr_index[arr_row] = np.arange(rows, dtype=np.int64)
+    # Every departure follows its own arrival at the same node, so the event just before it
+    # is in the same node's sequence: C and the busy period there are the departure's own.
     return PoolView(
-        transparent=log.corrupt[log.node],
         cover_link=cover_links(log),
-        pos_out=pos_out,
-        c_out=c_out,
-        busy_out=busy_out,
-        size_out=size_out,
+        dep_index=dep_index,
+        arr_index=arr_index,
+        dep_row=dep_row,
+        dep_pos=dep_pos,
+        dep_negc=-c_after[dep_pos - 1],
+        dep_busy=busy_after[dep_pos - 1],
+        dep_share=1.0 / size,
+        dep_transparent=log.corrupt[log.node[dep_row]],
         arr_row=arr_row,
         arr_pos=arr_pos,
         arr_negc=-c_after[arr_pos],
         arr_busy=busy_after[arr_pos],
+        arr_transparent=log.corrupt[log.node[arr_row]],
     )
+
+
+def pool_groups(target: np.ndarray, busy: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Groups of trace entries sorted by (target, event position): one target's events within one
+    busy period of one node and one band of C (so that exp() of C differences stays finite).
+
+    Returns each group's first entry, each entry's group, and each group's end (exclusive).
+    """
+    band = np.floor(-c / C_BAND).astype(np.int64)
+    new = np.concatenate(
+        [[True], (target[1:] != target[:-1]) | (busy[1:] != busy[:-1]) | (band[1:] != band[:-1])]
+    )
+    gstart = np.flatnonzero(new)
+    gid = np.cumsum(new) - 1
+    gend = np.concatenate([gstart[1:], [target.shape[0]]])
+    return gstart, gid, gend
+
+
+Spread = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray, int]]
+
+
+def cross_pools(
+    transparent: np.ndarray,
+    target: np.ndarray,
+    events: np.ndarray,
+    weight: np.ndarray,
+    same_packet: Callable[[np.ndarray], np.ndarray],
+    spread: Spread,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """One step of a trace through the pools its frontier sits in.
+
+    At a corrupt node (``transparent``) the weight stays with its packet: ``same_packet`` maps
+    those events to the packet's other event at the node. At an honest node ``spread`` hands it
+    over the pool and reports how many entries it held. Returns (target, event, weight) of the
+    new frontier and that count.
+    """
+    through = transparent
+    targets, found, weights = [target[through]], [same_packet(events[through])], [weight[through]]
+    entries = 0
+    honest = ~through
+    if honest.any():
+        e_target, e_found, e_weight, entries = spread(target[honest], events[honest], weight[honest])
+        targets.append(e_target)
+        found.append(e_found)
+        weights.append(e_weight)
+    return np.concatenate(targets), np.concatenate(found), np.concatenate(weights), entries

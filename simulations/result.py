@@ -20,6 +20,7 @@ class Result:
     config: SimConfig
     summary: Summary
     entropy: np.ndarray  # bits, per target message
+    forward_entropy: np.ndarray  # bits, per target message: over packets leaving the last layer
     delta: np.ndarray  # δ(ε) per target message
     latency: np.ndarray  # end-to-end latency of every real message delivered in the window
     pool_by_layer: tuple[float, ...]  # mean packets held by a mix, per layer
@@ -35,6 +36,13 @@ class Result:
         )
         document: dict[str, Any] = {
             "config": self.config.to_dict(),
+            # The window actually used, automatic or not: the config above says "auto" as null.
+            "run_window": {
+                "warmup": self.summary.window_start,
+                "duration": self.summary.window_end,
+                "warmup_automatic": self.config.warmup is None,
+                "duration_automatic": self.config.duration is None,
+            },
             "summary": {k: _finite(v) for k, v in dataclasses.asdict(self.summary).items()},
             "pool_by_layer": [_finite(v) for v in self.pool_by_layer],
             "entropy_percentiles": {
@@ -44,6 +52,7 @@ class Result:
         }
         if arrays:
             document["entropy"] = self.entropy.tolist()
+            document["forward_entropy"] = self.forward_entropy.tolist()
             document["delta"] = self.delta.tolist()
             document["latency"] = self.latency.tolist()
         return document

@@ -7,9 +7,10 @@ import logging
 import numpy as np
 
 from simulations.config import SimConfig
-from simulations.eventlog import EventLog, PacketKind
-from simulations.metrics import StageProgress, Window, measure
+from simulations.eventlog import EventLog
+from simulations.metrics import StageProgress, Window, measure, real_messages
 from simulations.model import generate
+from simulations.resources import available_memory, check_size
 from simulations.result import Result
 
 logger = logging.getLogger(__name__)
@@ -21,10 +22,7 @@ def measurement_window(config: SimConfig) -> Window:
 
 def choose_targets(log: EventLog, count: int, window: Window, rng: np.random.Generator) -> np.ndarray:
     """Up to ``count`` real messages delivered within the window, uniformly at random, in packet order."""
-    delivered = log.delivered()
-    candidates = np.flatnonzero(
-        (log.kind == PacketKind.REAL) & (delivered >= window.start) & (delivered <= window.end)
-    )
+    candidates = real_messages(log, window)
     if candidates.shape[0] <= count:
         if candidates.shape[0] < count:
             logger.warning(
@@ -34,8 +32,28 @@ def choose_targets(log: EventLog, count: int, window: Window, rng: np.random.Gen
     return np.sort(rng.choice(candidates, size=count, replace=False))
 
 
-def run(config: SimConfig, *, progress: StageProgress | None = None) -> Result:
-    """Simulate ``config`` and measure it. Deterministic for a given ``config.seed``."""
+HIGH_UTILISATION = 0.95
+
+
+def run(
+    config: SimConfig,
+    *,
+    progress: StageProgress | None = None,
+    memory_limit: float | None = None,
+) -> Result:
+    """Simulate ``config`` and measure it. Deterministic for a given ``config.seed``.
+
+    Before anything runs, the memory the run needs is estimated and the run refused
+    (`TooLargeError`) if it exceeds ``memory_limit`` bytes: by default (None) the physical
+    memory available now; ``math.inf`` turns the check off.
+    """
+    check_size(config, available_memory() if memory_limit is None else memory_limit)
+    if config.utilisation >= HIGH_UTILISATION and config.workload == "poisson":
+        logger.warning(
+            "client queues run at utilisation %.3f: latency samples are strongly correlated and "
+            "its mean converges slowly; read latency_mean with latency_mean_se",
+            config.utilisation,
+        )
     model_rng, target_rng = np.random.default_rng(config.seed).spawn(2)
     if progress is not None:
         progress("generating traffic", 0, 1)
@@ -45,12 +63,19 @@ def run(config: SimConfig, *, progress: StageProgress | None = None) -> Result:
     window = measurement_window(config)
     targets = choose_targets(log, config.targets, window, target_rng)
     metrics = measure(
-        log, targets, window, epsilon=config.epsilon, mass_floor=config.mass_floor, progress=progress
+        log,
+        targets,
+        window,
+        epsilon=config.epsilon,
+        mass_floor=config.mass_floor,
+        recognise_node_loops=config.node_loops == "recognised",
+        progress=progress,
     )
     return Result(
         config=config,
         summary=metrics.summary,
         entropy=metrics.entropy,
+        forward_entropy=metrics.forward_entropy,
         delta=metrics.delta,
         latency=metrics.latency,
         pool_by_layer=metrics.pool_by_layer,

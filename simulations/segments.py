@@ -5,6 +5,36 @@ from __future__ import annotations
 import numpy as np
 
 
+def sort_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Non-negative int64 keys sorted, and the permutation that sorts them.
+
+    When the keys leave room, each is packed with its index into one int64 and the values are
+    sorted, which is about twice as fast as an argsort; the order among equal keys is by index.
+    """
+    n = keys.shape[0]
+    bits = max(1, int(n - 1).bit_length())
+    if n == 0 or int(keys.max()) >= 1 << (63 - bits):
+        order = np.argsort(keys, kind="stable")
+        return keys[order], order
+    packed = np.sort((keys << bits) | np.arange(n, dtype=np.int64))
+    return packed >> bits, packed & ((1 << bits) - 1)
+
+
+def merge_sorted(
+    keys: np.ndarray, weights: np.ndarray, *columns: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Sort by key and sum the weights of equal keys; the columns keep one value per key."""
+    keys, order = sort_keys(keys)
+    weights = weights[order]
+    sorted_columns = [column[order] for column in columns]
+    starts = segment_starts(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    if starts.shape[0] != keys.shape[0]:
+        weights = np.add.reduceat(weights, starts)
+        keys = keys[starts]
+        sorted_columns = [column[starts] for column in sorted_columns]
+    return keys, weights, sorted_columns
+
+
 def segment_starts(new_segment: np.ndarray) -> np.ndarray:
     """Indices where a segment starts, given a boolean flag per element (element 0 always starts one)."""
     flags = new_segment.copy()
@@ -45,7 +75,6 @@ def sum_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nda
     """Distinct keys (sorted) and the sum of the values of each."""
     if keys.shape[0] == 0:
         return keys.copy(), values.astype(np.float64, copy=True)
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
+    sorted_keys, order = sort_keys(keys)
     starts = segment_starts(np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]]))
     return sorted_keys[starts], np.add.reduceat(values[order], starts)

@@ -19,9 +19,9 @@ of one target at one node hand to arrival a is exp(−C_a) times a suffix sum ov
 departures; it is computed for all targets of a batch at once, and weights below
 ``mass_floor`` are cut off (the mass lost that way is reported).
 
-Mass that reaches a mix loop's source, or a packet on a link only mix loops use, belongs to
-no client. A target is a packet delivered
-to a client, which a mix loop never is, so the adversary conditions on a client having sent
+Mass that reaches a node loop's source (a mix or gateway), or a packet on a link only node
+loops use, belongs to no client. A target is a packet delivered to a client, which a node
+loop never is, so the adversary conditions on a client having sent
 it: client weights are renormalised, and the mass removed is reported as ``node_mass``.
 """
 
@@ -29,21 +29,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
-from simulations.eventlog import EventLog, PacketKind
-from simulations.pools import PoolView
-from simulations.segments import (
-    expand_ranges,
-    segment_starts,
-    segmented_suffix_sum,
-    sum_by_key,
-)
+from simulations.batches import ENTRY_BUDGET, in_batches
+from simulations.eventlog import EventLog
+from simulations.pools import PoolView, cross_pools, pool_groups
+from simulations.segments import expand_ranges, merge_sorted, segmented_suffix_sum, sum_by_key
 
 Progress = Callable[[int, int], None]
-
-_CHUNK = 256.0  # largest spread of C among one group's departures: keeps exp() finite
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -54,7 +49,7 @@ class SenderDistributions:
     offsets: np.ndarray  # int64, len targets + 1
     client: np.ndarray  # int64, increasing within a target
     probability: np.ndarray  # float64, sums to 1 within a target
-    node_mass: np.ndarray  # float64 per target: traced mass that reached mix loops
+    node_mass: np.ndarray  # float64 per target: traced mass that reached node loops
     traced_mass: np.ndarray  # float64 per target: mass that reached any source (1 − what the floor cut)
 
     def of(self, index: int) -> dict[int, float]:
@@ -70,7 +65,6 @@ class _Tables:
     row_packet: np.ndarray
     is_first: np.ndarray
     last_row: np.ndarray
-    positions: int
 
 
 def trace_senders(
@@ -80,27 +74,24 @@ def trace_senders(
     *,
     mass_floor: float,
     progress: Progress | None = None,
-    entry_budget: int = 3_000_000,
+    entry_budget: int = ENTRY_BUDGET,
 ) -> SenderDistributions:
     """The adversary's sender distribution for each target packet (each must come from a client)."""
     targets = np.asarray(targets, dtype=np.int64)
-    if np.any(log.kind[targets] == PacketKind.MIX_LOOP):
+    from_client = log.from_client()
+    if not np.all(from_client[targets]):
         raise ValueError("targets must be client packets")
     is_first = np.zeros(log.rows, bool)
     is_first[log.first_row[:-1]] = True
-    tables = _Tables(log.row_packet(), is_first, log.last_row(), 2 * log.rows)
-    from_client = log.kind != PacketKind.MIX_LOOP
+    tables = _Tables(log.row_packet(), is_first, log.last_row())
 
     offsets = [np.zeros(1, np.int64)]
     clients: list[np.ndarray] = []
     probabilities: list[np.ndarray] = []
     node_mass: list[np.ndarray] = []
     traced: list[np.ndarray] = []
-    total = targets.shape[0]
-    done = 0
-    batch = 8
-    while done < total:
-        chunk = targets[done : done + batch]
+
+    def trace(chunk: np.ndarray) -> int:
         b = chunk.shape[0]
         src_j, src_packet, src_w, peak = _trace_batch(view, tables, chunk, mass_floor)
         own = src_packet >= 0
@@ -113,11 +104,9 @@ def trace_senders(
         clients.append(keys % log.clients)
         probabilities.append(mass / client_total[owner])
         offsets.append(offsets[-1][-1] + np.cumsum(np.bincount(owner, minlength=b)))
-        done += b
-        if progress is not None:
-            progress(done, total)
-        per_target = max(peak / b, 1.0)
-        batch = int(min(4096, max(1, entry_budget // per_target)))
+        return peak
+
+    in_batches(targets, trace, entry_budget=entry_budget, progress=progress)
     return SenderDistributions(
         targets=targets,
         offsets=np.concatenate(offsets),
@@ -133,36 +122,28 @@ def _trace_batch(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Trace a batch of targets back to sources: (target index, source packet, weight) triples."""
     j = np.arange(targets.shape[0], dtype=np.int64)
-    row = tables.last_row[targets]
+    departures = view.dep_row.shape[0]
+    dep = view.dep_index[tables.last_row[targets]]
     weight = np.ones(targets.shape[0])
     found_j: list[np.ndarray] = []
     found_packet: list[np.ndarray] = []
     found_w: list[np.ndarray] = []
     peak = 0
     while j.shape[0]:
-        # Sort the frontier by (target, departure position); merge weights on the same departure.
-        key = j * tables.positions + view.pos_out[row]
-        order = np.argsort(key, kind="stable")
-        key, j, row, weight = key[order], j[order], row[order], weight[order]
-        starts = segment_starts(np.concatenate([[True], key[1:] != key[:-1]]))
-        if starts.shape[0] != key.shape[0]:
-            weight = np.add.reduceat(weight, starts)
-            key, j, row = key[starts], j[starts], row[starts]
+        # Sort the frontier by (target, departure event); merge weights on the same departure.
+        # Departure events are numbered in event order, so the look-ups below read forward.
+        _, weight, (j, dep) = merge_sorted(j * departures + dep, weight, j, dep)
 
-        # Corrupt nodes link a departure to its own arrival.
-        through = view.transparent[row]
-        arr_j, arr_row, arr_w = [j[through]], [row[through]], [weight[through]]
-
-        honest = ~through
-        if honest.any():
-            hj, hrow, hw, hkey = j[honest], row[honest], weight[honest], key[honest]
-            e_j, e_row, e_w, entries = _spread_over_pools(view, hj, hrow, hw, hkey, tables.positions, floor)
-            peak = max(peak, entries)
-            arr_j.append(e_j)
-            arr_row.append(e_row)
-            arr_w.append(e_w)
-
-        a_j, a_row, a_w = np.concatenate(arr_j), np.concatenate(arr_row), np.concatenate(arr_w)
+        # Corrupt nodes link a departure to its own arrival; honest ones spread the weight.
+        a_j, a_row, a_w, entries = cross_pools(
+            view.dep_transparent[dep],
+            j,
+            dep,
+            weight,
+            lambda same: view.dep_row[same],
+            partial(_spread_over_pools, view, floor=floor),
+        )
+        peak = max(peak, entries)
         first = tables.is_first[a_row]
         found_j.append(a_j[first])
         found_packet.append(tables.row_packet[a_row[first]])
@@ -173,35 +154,30 @@ def _trace_batch(
         found_packet.append(np.full(int(cover.sum()), -1, np.int64))
         found_w.append(a_w[cover])
         later = ~(first | cover)
-        j, row, weight = a_j[later], a_row[later] - 1, a_w[later]
+        # Step to the same packet's departure from its previous node.
+        j, dep, weight = a_j[later], view.dep_index[a_row[later] - 1], a_w[later]
     return np.concatenate(found_j), np.concatenate(found_packet), np.concatenate(found_w), peak
 
 
 def _spread_over_pools(
     view: PoolView,
     j: np.ndarray,
-    row: np.ndarray,
+    dep: np.ndarray,
     weight: np.ndarray,
-    key: np.ndarray,
-    positions: int,
     floor: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Hand the weight of departures from honest pools to those pools' earlier arrivals.
 
-    The departures are sorted by (target, position). A group is one target's departures
-    within one busy period of one node (and one band of C, so that exp() stays finite).
+    The departures are sorted by (target, event). A group is one target's departures within
+    one busy period of one node (and one band of C, so that exp() stays finite).
     """
-    c = view.c_out[row]
-    busy = view.busy_out[row]
-    band = np.floor(-c / _CHUNK).astype(np.int64)
-    new = np.concatenate([[True], (j[1:] != j[:-1]) | (busy[1:] != busy[:-1]) | (band[1:] != band[:-1])])
-    gstart = segment_starts(new)
-    gid = np.cumsum(new) - 1
-    gend = np.concatenate([gstart[1:], [j.shape[0]]])
+    c = -view.dep_negc[dep]
+    busy = view.dep_busy[dep]
+    gstart, gid, gend = pool_groups(j, busy, c)
     c0 = c[gstart]
     # Suffix sums of weight · exp(C_d − c0) / k_d: what an arrival before departure d receives,
     # up to its own factor exp(c0 − C_a).
-    suffix = segmented_suffix_sum(weight * np.exp(c - c0[gid]) / view.size_out[row], gid)
+    suffix = segmented_suffix_sum(weight * np.exp(c - c0[gid]) * view.dep_share[dep], gid)
     head = suffix[gstart]
     # Arrivals that can matter: same busy period, before the group's last departure, and not
     # so far back that even the largest suffix sum would fall below the floor.
@@ -209,13 +185,20 @@ def _spread_over_pools(
         np.searchsorted(view.arr_busy, busy[gstart], "left"),
         np.searchsorted(view.arr_negc, -(c0 + np.log(head / floor)), "left"),
     )
-    hi = np.searchsorted(view.arr_pos, view.pos_out[row[gend - 1]], "left")
+    # Arrivals before each departure (the d-th departure has d departures before it), so
+    # before the group's last one: hi.
+    before = view.dep_pos[dep] - dep
+    hi = before[gend - 1]
     count = np.maximum(hi - lo, 0)
     group, arrival = expand_ranges(lo, count)
     group_j = j[gstart][group]
-    # The first of the group's departures after each arrival.
-    after = np.searchsorted(key, group_j * positions + view.arr_pos[arrival], "right")
-    after = np.maximum(after, gstart[group])
+    # The first of the group's departures after each arrival: departure e takes the arrivals
+    # between the previous departure (or lo) and itself, in the order expand_ranges lists them.
+    previous = np.empty_like(before)
+    previous[1:] = before[:-1]
+    previous[gstart] = lo
+    takes = np.maximum(before - np.maximum(previous, lo[gid]), 0)
+    after = np.repeat(np.arange(before.shape[0], dtype=np.int64), takes)
     w = np.exp(c0[group] + view.arr_negc[arrival]) * suffix[after]
     keep = w >= floor
     return group_j[keep], view.arr_row[arrival[keep]], w[keep], int(count.sum())

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import math
 import multiprocessing
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from typing import Any
 
 from simulations.config import INTEGER_PARAMETERS, PARAMETERS, SimConfig, coerce
 from simulations.errors import ConfigError
+from simulations.resources import available_memory, check_size
 from simulations.result import Result
 from simulations.runner import run
 
@@ -67,21 +70,32 @@ def sweep(
     *,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    memory_limit: float | None = None,
 ) -> list[Result]:
-    """Run every config, each in a worker process; results in the order of ``configs``."""
+    """Run every config, each in a worker process; results in the order of ``configs``.
+
+    Every point is checked against ``memory_limit`` bytes per worker (default: the memory
+    available now, shared by the workers) before any starts.
+    """
     if not configs:
         return []
     workers = max(1, min(workers or os.cpu_count() or 1, len(configs)))
+    if memory_limit is None:
+        available = available_memory()
+        memory_limit = available / workers if available is not None else math.inf
+    for config in configs:
+        check_size(config, memory_limit)
+    task = partial(run, memory_limit=math.inf)
     results: list[Result | None] = [None] * len(configs)
     if workers == 1:
         for i, config in enumerate(configs):
-            results[i] = run(config)
+            results[i] = task(config)
             if progress is not None:
                 progress(i + 1, len(configs))
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(run, config): i for i, config in enumerate(configs)}
+            futures = {pool.submit(task, config): i for i, config in enumerate(configs)}
             for done, future in enumerate(as_completed(futures), start=1):
                 results[futures[future]] = future.result()
                 if progress is not None:

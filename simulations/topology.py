@@ -9,12 +9,15 @@ gives each direction its own node id. A corrupt gateway is corrupt in both direc
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from simulations.config import SimConfig
 from simulations.eventlog import NodeRole
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -62,10 +65,30 @@ def build_topology(config: SimConfig, rng: np.random.Generator) -> Topology:
         ]
     )
     corrupt = np.zeros(role.shape[0], dtype=bool)
-    bad_mixes = rng.choice(mixes, size=int(round(config.corrupt_fraction * mixes)), replace=False)
+    in_bad_layer = np.isin(np.repeat(np.arange(1, layers + 1), width), config.corrupt_layers)
+    corrupt[g : g + mixes] = in_bad_layer
+    count = config.random_corrupt_mixes
+    if config.corrupt_mixes is None and config.corrupt_fraction > 0 and count != config.corrupt_fraction * mixes:
+        logger.warning(
+            "corrupt_fraction %g of %d mixes rounds to %d corrupt mixes (%.3g); "
+            "set corrupt_mixes for an exact count",
+            config.corrupt_fraction,
+            mixes,
+            count,
+            count / mixes,
+        )
+    bad_mixes = rng.choice(np.flatnonzero(~in_bad_layer), size=count, replace=False)
     corrupt[g + bad_mixes] = True
     if g > 0:
-        bad_gateways = rng.choice(g, size=int(round(config.corrupt_gateways * g)), replace=False)
+        gateway_count = round(config.corrupt_gateways * g)
+        if config.corrupt_gateways > 0 and gateway_count != config.corrupt_gateways * g:
+            logger.warning(
+                "corrupt_gateways %g of %d gateways rounds to %d corrupt gateways",
+                config.corrupt_gateways,
+                g,
+                gateway_count,
+            )
+        bad_gateways = rng.choice(g, size=gateway_count, replace=False)
         corrupt[bad_gateways] = True
         corrupt[g + mixes + bad_gateways] = True
     client_gateway = (

@@ -3,7 +3,15 @@
 Each client runs three Poisson streams (Loopix): the payload stream at λ_P sends the oldest
 queued real message, or a drop packet when the queue is empty; the loop stream at λ_L sends
 a packet back to the client itself; the drop stream at λ_D sends a packet that the last hop
-discards. Each mix sends its own loops at λ_M.
+discards. Each mix and each gateway sends its own loops at λ_M.
+
+With the poisson workload each active client's queue is an M/M/1 queue: messages arrive at
+``message_rate`` and payload slots serve them at λ_P. Queues start in their stationary state,
+so that latency needs no warm-up however close to saturation the queue runs (an empty start
+would take many relaxation times, 1/(λ_P (1 − √ρ)²), to forget): the number waiting is
+geometric, P(n) = (1 − ρ) ρⁿ with ρ = message_rate/λ_P, and, since the M/M/1 queue is
+reversible, the ages of the n waiting messages are the partial sums of n independent
+Exp(λ_P) times (in reversed time they are the first n departures of a busy queue).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ class Emissions:
     """Packets as their sources put them on the wire (not yet routed)."""
 
     kind: np.ndarray  # int8
-    source: np.ndarray  # int64: client id, or mix index for mix loops
+    source: np.ndarray  # int64: client id, or node index (among mixes or gateways) for node loops
     recipient: np.ndarray  # int64: client id, -1 when none
     created: np.ndarray  # float64
     emitted: np.ndarray  # float64
@@ -78,6 +86,19 @@ def fifo_slots(
     return np.where(j < slot_count[msg_owner], j, -1)
 
 
+def stationary_backlog(
+    clients: np.ndarray, rho: float, service_rate: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Messages waiting at time 0 in stationary M/M/1 queues: (owner, creation time ≤ 0), by owner."""
+    waiting = rng.geometric(1.0 - rho, size=clients.shape[0]) - 1
+    owner = np.repeat(clients, waiting)
+    total = np.cumsum(rng.exponential(1.0 / service_rate, size=owner.shape[0]))
+    run_start = np.cumsum(waiting) - waiting
+    before = np.concatenate([[0.0], total])[run_start]
+    ages = total - np.repeat(before, waiting)  # the i-th most recent waiting message is i gaps old
+    return owner, -ages
+
+
 def client_emissions(config: SimConfig, horizon: float, rng: np.random.Generator) -> Emissions:
     """Every packet the clients send during [0, horizon]."""
     n = config.clients
@@ -89,7 +110,11 @@ def client_emissions(config: SimConfig, horizon: float, rng: np.random.Generator
     else:
         active = np.sort(rng.choice(n, size=max(1, int(round(config.active_fraction * n))), replace=False))
         owner_idx, msg_time = poisson_streams(active.shape[0], config.message_rate, horizon, rng)
-        msg_owner = active[owner_idx]
+        backlog_owner, backlog_time = stationary_backlog(active, config.utilisation, config.lambda_p, rng)
+        msg_owner = np.concatenate([backlog_owner, active[owner_idx]])
+        msg_time = np.concatenate([backlog_time, msg_time])
+        by_owner = np.lexsort((msg_time, msg_owner))
+        msg_owner, msg_time = msg_owner[by_owner], msg_time[by_owner]
         j = fifo_slots(slot_owner, slot_time, msg_owner, msg_time, n)
         sent = j >= 0
         slot_start = np.concatenate([[0], np.cumsum(np.bincount(slot_owner, minlength=n))[:-1]])
@@ -119,11 +144,14 @@ def client_emissions(config: SimConfig, horizon: float, rng: np.random.Generator
     )
 
 
-def mix_loop_emissions(config: SimConfig, horizon: float, rng: np.random.Generator) -> Emissions:
-    """Every loop the mixes send during [0, horizon]; the source is the mix's index (layer-major)."""
-    owner, time = poisson_streams(config.mixes, config.lambda_m, horizon, rng)
+def node_loop_emissions(
+    nodes: int, kind: PacketKind, config: SimConfig, horizon: float, rng: np.random.Generator
+) -> Emissions:
+    """Every loop ``nodes`` mixes or gateways send during [0, horizon]; the source is the node's
+    index among its kind (mixes layer-major)."""
+    owner, time = poisson_streams(nodes, config.lambda_m, horizon, rng)
     return Emissions(
-        kind=np.full(owner.shape[0], PacketKind.MIX_LOOP, np.int8),
+        kind=np.full(owner.shape[0], kind, np.int8),
         source=owner,
         recipient=np.full(owner.shape[0], -1, np.int64),
         created=time,

@@ -12,23 +12,27 @@ from typing import Any, TypeVar
 import click
 from tqdm import tqdm
 
+from simulations.aggregate import aggregate_over_seeds
 from simulations.config import (
     INTEGER_PARAMETERS,
+    LAYER_LIST_PARAMETERS,
+    OPTIONAL_PARAMETERS,
     PARAMETERS,
-    WORKLOADS,
+    STRING_PARAMETERS,
     SimConfig,
     coerce,
 )
 from simulations.errors import ConfigError, SimulationError
 from simulations.figures import standard_figures
-from simulations.io import csv_text, write_csv, write_json
+from simulations.io import csv_text, write_csv, write_json, write_seed_csv
 from simulations.plots import sweep_plots
+from simulations.resources import GIB
 from simulations.result import Result
 from simulations.runner import run
+from simulations.stats import format_estimate
 from simulations.sweep import grid_points, parse_grid, sweep
 
 F = TypeVar("F", bound=Callable[..., Any])
-_OPTIONAL = ("duration", "warmup")
 
 
 def config_options(func: F) -> F:
@@ -37,12 +41,15 @@ def config_options(func: F) -> F:
         flag = "--" + name.replace("_", "-")
         default = spec.default if spec.default is not None else "auto"
         kind: Any
-        if name == "workload":
-            kind = click.Choice(WORKLOADS)
+        metavar: str | None = None
+        if name in STRING_PARAMETERS:
+            kind = click.Choice(STRING_PARAMETERS[name])
+        elif name in LAYER_LIST_PARAMETERS:
+            kind, metavar, default = str, "L1,L2,…", "none"
+        elif name in OPTIONAL_PARAMETERS:
+            kind, metavar = str, "auto|COUNT" if name in INTEGER_PARAMETERS else "auto|SECONDS"
         elif name in INTEGER_PARAMETERS:
             kind = int
-        elif name in _OPTIONAL:
-            kind = str
         else:
             kind = float
         func = click.option(
@@ -50,7 +57,7 @@ def config_options(func: F) -> F:
             f"param_{name}",
             type=kind,
             default=None,
-            metavar="auto|SECONDS" if name in _OPTIONAL else None,
+            metavar=metavar,
             help=f"{spec.metadata['help']} [default: {default}]",
         )(func)
     return func
@@ -114,13 +121,27 @@ def _point_bar(enabled: bool, total: int, desc: str) -> tuple[Callable[[int, int
 
 
 def _headline(result: Result) -> str:
+    """The main figures with their standard errors, each printed to the precision of its error."""
     s = result.summary
     return (
-        f"entropy {s.entropy_mean:.3f} bits (anonymity set {s.anonymity_set:.1f}) "
-        f"over {s.measured_targets} messages; "
-        f"δ(ε={result.config.epsilon:g}) = {s.delta:.3f}; latency mean {s.latency_mean:.3f} s, "
-        f"p95 {s.latency_p95:.3f} s; cover {s.cover_per_real:.2f} packets per real packet"
+        f"sender entropy {format_estimate(s.entropy_mean, s.entropy_mean_se, 'bits')} "
+        f"(anonymity set {s.anonymity_set:.3g}) over {s.measured_targets} messages; "
+        f"forward per-packet entropy {format_estimate(s.forward_entropy_mean, s.forward_entropy_mean_se, 'bits')}; "
+        f"δ(ε={result.config.epsilon:g}) = {format_estimate(s.delta, s.delta_se)}; "
+        f"log-ratio {format_estimate(s.log_ratio_mean, s.log_ratio_mean_se)} "
+        f"(p(B) = 0 for {s.log_ratio_zero_share:.3g} of pairs); "
+        f"latency mean {format_estimate(s.latency_mean, s.latency_mean_se, 's')}, p95 {s.latency_p95:.3g} s; "
+        f"cover {s.cover_per_real:.3g} packets per real packet; "
+        f"corrupt {s.corrupt_mix_count} mixes, {s.corrupt_gateway_count} gateways; "
+        f"window {s.window_start:.4g}–{s.window_end:.4g} s (± are standard errors over targets)"
     )
+
+
+def _memory_limit(max_memory: float | None) -> float | None:
+    return None if max_memory is None else max_memory * GIB
+
+
+_MAX_MEMORY_HELP = "Refuse a run estimated to need more than this many GiB [default: the memory available]."
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -140,6 +161,7 @@ def _headline(result: Result) -> str:
     "--save-config", type=click.Path(dir_okay=False), help="Write the effective parameters as TOML here."
 )
 @click.option("--workers", type=click.IntRange(1), default=None, help="Processes for --plot's extra runs.")
+@click.option("--max-memory", type=click.FloatRange(min=0, min_open=True), default=None, help=_MAX_MEMORY_HELP)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary line.")
 @click.pass_context
 def simulate(
@@ -152,6 +174,7 @@ def simulate(
     plot_dir: str | None,
     save_config: str | None,
     workers: int | None,
+    max_memory: float | None,
     quiet: bool,
     **params: Any,
 ) -> None:
@@ -161,7 +184,7 @@ def simulate(
     override it. Without --json, the result is printed to standard output as JSON.
     """
     if ctx.invoked_subcommand is not None:
-        ctx.obj = {"config_path": config_path, "overrides": _overrides(params)}
+        ctx.obj = {"config_path": config_path, "overrides": _overrides(params), "max_memory": max_memory}
         return
     config = build_config(config_path, _overrides(params))
     if save_config:
@@ -169,7 +192,7 @@ def simulate(
     bar = _StageBar(_show_progress(quiet))
     started = time.perf_counter()
     try:
-        result = run(config, progress=bar)
+        result = run(config, progress=bar, memory_limit=_memory_limit(max_memory))
     except SimulationError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -191,7 +214,7 @@ def simulate(
             for path in paths:
                 click.echo(f"wrote {path}", err=True)
     if not quiet:
-        click.echo(f"{_headline(result)} ({elapsed:.2f} s)", err=True)
+        click.echo(f"{_headline(result)}; ran in {elapsed:.2f} s", err=True)
 
 
 @simulate.command("sweep")
@@ -213,6 +236,20 @@ def simulate(
 @click.option(
     "--workers", type=click.IntRange(1), default=None, help="Processes to run points in [default: CPU count]."
 )
+@click.option(
+    "--dask-scheduler",
+    metavar="ADDRESS",
+    default=None,
+    help="Run the points on a Dask distributed cluster at this scheduler address (tcp://HOST:8786) "
+    "instead of local processes.",
+)
+@click.option(
+    "--seed-csv",
+    "seed_csv_path",
+    type=click.Path(dir_okay=False),
+    help="Write one row per grid point over its seeds: each headline's mean and 95% interval.",
+)
+@click.option("--max-memory", type=click.FloatRange(min=0, min_open=True), default=None, help=_MAX_MEMORY_HELP)
 @click.option(
     "--csv",
     "csv_path",
@@ -236,6 +273,9 @@ def sweep_command(
     config_path: str | None,
     grid_specs: tuple[str, ...],
     workers: int | None,
+    dask_scheduler: str | None,
+    seed_csv_path: str | None,
+    max_memory: float | None,
     csv_path: str | None,
     json_path: str | None,
     plot_dir: str | None,
@@ -245,8 +285,10 @@ def sweep_command(
     """Run every point of a parameter grid in parallel; one CSV row per point.
 
     Example: trimix simulate sweep --config sim.toml --grid mu=2,5,10 --grid layers=1,2,3
+    --grid seed=1:5:5 (a seed axis gives every figure a 95% interval over seeds).
     """
-    outer = ctx.obj or {"config_path": None, "overrides": {}}
+    outer = ctx.obj or {"config_path": None, "overrides": {}, "max_memory": None}
+    limit = _memory_limit(max_memory if max_memory is not None else outer["max_memory"])
     base = build_config(config_path or outer["config_path"], outer["overrides"] | _overrides(params))
     try:
         grid = parse_grid(grid_specs)
@@ -255,7 +297,12 @@ def sweep_command(
         raise click.UsageError(str(exc)) from exc
     update, close = _point_bar(_show_progress(quiet), len(points), "points")
     try:
-        results = sweep(points, workers=workers, progress=update)
+        if dask_scheduler is not None:
+            from simulations.dask_sweep import dask_sweep  # loads dask only when asked for
+
+            results = dask_sweep(points, dask_scheduler, progress=update, memory_limit=limit)
+        else:
+            results = sweep(points, workers=workers, progress=update, memory_limit=limit)
     except SimulationError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -266,6 +313,20 @@ def sweep_command(
         click.echo(csv_text(results), nl=False)
     if json_path:
         write_json(results, json_path)
+    aggregates = aggregate_over_seeds(results)
+    if seed_csv_path:
+        write_seed_csv(aggregates, seed_csv_path)
+    if "seed" in grid and not quiet:
+        varied = [name for name in grid if name != "seed"]
+        for aggregate in aggregates:
+            where = ", ".join(f"{n}={getattr(aggregate.config, n)}" for n in varied) or "base"
+            click.echo(
+                f"{where}: sender entropy {aggregate.figure('entropy_mean')} bits, "
+                f"forward {aggregate.figure('forward_entropy_mean')} bits, "
+                f"δ {aggregate.figure('delta')}, latency {aggregate.figure('latency_mean')} s "
+                f"(mean ± 95% interval over {len(aggregate.seeds)} seeds)",
+                err=True,
+            )
     if plot_dir:
         for path in sweep_plots(results, list(grid), plot_dir):
             if not quiet:

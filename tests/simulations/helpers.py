@@ -20,6 +20,7 @@ def single_node_log(
         recipient=np.zeros(n, np.int64),
         created=np.asarray(t_in, float),
         emitted=np.asarray(t_in, float),
+        received=np.asarray(t_out, float),
         first_row=np.arange(n + 1, dtype=np.int64),
         node=np.zeros(n, np.int32),
         t_in=np.asarray(t_in, float),
@@ -41,6 +42,7 @@ def forward_pool_mass(log: EventLog) -> np.ndarray:
     rows = log.rows
     hop = log.row_hop()
     packet = log.row_packet()
+    from_client = log.from_client()
     last_layer = int(log.node_layer.max())
     belief_in = np.zeros((rows, n + 1))
     belief_out = np.zeros((rows, n + 1))
@@ -66,7 +68,7 @@ def forward_pool_mass(log: EventLog) -> np.ndarray:
             b = np.zeros(n + 1)
             if hop[r] == 0:
                 p = packet[r]
-                b[log.source[p] if log.kind[p] != PacketKind.MIX_LOOP else n] = 1.0
+                b[log.source[p] if from_client[p] else n] = 1.0
             elif not forward_link(int(log.node[r - 1]), node):
                 b[n] = 1.0
             else:
@@ -84,3 +86,40 @@ def forward_pool_mass(log: EventLog) -> np.ndarray:
             belief_out[r] = out
             sizes[node] -= 1
     return belief_out
+
+
+def forward_packet_mass(log: EventLog, target: int) -> dict[int, float]:
+    """The pool-mass method run forwards from one target packet, event by event.
+
+    Returns the mass each packet carries as it leaves the last mix layer. Written
+    independently of the vectorized code, as plainly as possible.
+    """
+    hop = log.row_hop()
+    packet = log.row_packet()
+    last_layer = int(log.node_layer.max())
+    last_row = set(log.last_row().tolist())
+    carried = np.zeros(log.rows)
+    held = np.zeros(log.rows)
+    pools: dict[int, float] = {}
+    sizes: dict[int, int] = {}
+    exits: dict[int, float] = {}
+    events = sorted(
+        [(float(log.t_in[r]), 1, r) for r in range(log.rows)]
+        + [(float(log.t_out[r]), 0, r) for r in range(log.rows)]
+    )
+    for _, is_arrival, r in events:
+        node = int(log.node[r])
+        if is_arrival:
+            m = 1.0 if hop[r] == 0 and packet[r] == target else carried[r]
+            held[r] = m
+            pools[node] = pools.get(node, 0.0) + m
+            sizes[node] = sizes.get(node, 0) + 1
+            continue
+        out = held[r] if log.corrupt[node] else pools[node] / sizes[node]
+        pools[node] -= out
+        sizes[node] -= 1
+        if log.node_role[node] == NodeRole.MIX and log.node_layer[node] == last_layer:
+            exits[int(packet[r])] = exits.get(int(packet[r]), 0.0) + out
+        elif r not in last_row:
+            carried[r + 1] = out
+    return exits

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
+from distributed import LocalCluster
 
 from simulations.config import SimConfig
 from simulations.io import read_csv
@@ -125,3 +126,53 @@ def test_plot_writes_the_three_figures(tmp_path: Path) -> None:
     names = sorted(p.name for p in tmp_path.glob("*.png"))
     assert names == ["entropy_vs_cover.png", "entropy_vs_delay.png", "latency_histogram.png"]
     assert all(p.stat().st_size > 5000 for p in tmp_path.glob("*.png"))
+
+
+def test_an_oversized_run_is_refused_with_the_estimate_and_no_traceback() -> None:
+    out = CliRunner().invoke(main, ["simulate", "--mu", "0.001", "--max-memory", "4", "-q"])
+    assert out.exit_code == 1
+    assert "needs about" in out.output and "GiB" in out.output and "raise mu" in out.output
+    assert "Traceback" not in out.output and out.exception is None or isinstance(out.exception, SystemExit)
+
+
+def test_automatic_window_and_corrupt_choices_are_recorded(tmp_path: Path) -> None:
+    out = CliRunner().invoke(
+        main,
+        ["simulate", *SMALL, "--corrupt-layers", "2", "--corrupt-mixes", "1", "--json", str(tmp_path / "r.json")],
+    )
+    assert out.exit_code == 0, out.output
+    document = json.loads((tmp_path / "r.json").read_text())
+    assert document["config"]["warmup"] is None and document["config"]["corrupt_layers"] == [2]
+    config = SimConfig.from_dict(document["config"])
+    assert document["run_window"]["warmup"] == config.effective_warmup
+    assert document["run_window"]["duration"] == config.effective_duration
+    assert document["summary"]["corrupt_mix_count"] == 3  # layer 2's two mixes and one more
+    assert "± " in out.stderr and "corrupt 3 mixes" in out.stderr
+
+
+def test_sweep_on_a_dask_cluster_matches_a_local_sweep(tmp_path: Path) -> None:
+    args = [*SMALL[2:], "--targets", "60", "--grid", "mu=5,10", "--grid", "seed=1,2", "-q"]
+    local = CliRunner().invoke(main, ["simulate", "--clients", "30", "sweep", *args, "--workers", "1"])
+    assert local.exit_code == 0, local.output
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        remote = CliRunner().invoke(
+            main,
+            [
+                "simulate",
+                "--clients",
+                "30",
+                "sweep",
+                *args,
+                "--dask-scheduler",
+                cluster.scheduler_address,
+                "--seed-csv",
+                str(tmp_path / "seeds.csv"),
+            ],
+        )
+    assert remote.exit_code == 0, remote.output
+    assert remote.stdout == local.stdout
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "seeds.csv").read_text())))
+    assert [(r["mu"], r["seeds"]) for r in rows] == [("5.0", "2"), ("10.0", "2")]
+    assert all(float(r["entropy_mean_ci95"]) > 0 for r in rows)

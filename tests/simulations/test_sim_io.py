@@ -34,7 +34,7 @@ def summaries(draw: st.DrawFn) -> Summary:
 
 def _result(config: SimConfig, summary: Summary) -> Result:
     empty = np.zeros(0)
-    return Result(config, summary, empty, empty, empty, ())
+    return Result(config, summary, empty, empty, empty, empty, ())
 
 
 @settings(max_examples=100, deadline=None)
@@ -62,7 +62,14 @@ def test_json_document(tmp_path: Path) -> None:
     result = run(SimConfig(clients=20, layers=2, width=2, gateways=1, targets=100, seed=3))
     write_json(result, tmp_path / "one.json", arrays=True)
     document = json.loads((tmp_path / "one.json").read_text())
-    assert document["config"] == result.config.to_dict()
+    assert SimConfig.from_dict(document["config"]) == result.config
+    assert document["run_window"] == {
+        "warmup": result.config.effective_warmup,
+        "duration": result.config.effective_duration,
+        "warmup_automatic": True,
+        "duration_automatic": True,
+    }
+    assert document["forward_entropy"] == result.forward_entropy.tolist()
     assert document["summary"]["entropy_mean"] == result.summary.entropy_mean
     assert document["entropy"] == result.entropy.tolist()
     assert sum(document["latency_histogram"]["counts"]) == result.summary.real_messages

@@ -12,6 +12,7 @@ from simulations.metrics import (
     Window,
     cover_overhead,
     entropy_bits,
+    log_ratios,
     mean_occupancy,
     measure,
     occupancy_distribution,
@@ -54,6 +55,22 @@ def test_unlinkability_delta_by_hand() -> None:
     assert unlinkability_delta(uniform, np.array([2]), 4, 0.0) == pytest.approx([0.0])
 
 
+def test_log_ratio_unlinkability_by_hand() -> None:
+    # Sender 0 sent both; four clients. Target 0: p = (½, ¼, ¼, 0): ln 2 against clients 1 and
+    # 2, and client 3 is ruled out. Target 1: uniform over everyone: ln 1 = 0 against all three.
+    d = distributions({0: 0.5, 1: 0.25, 2: 0.25}, {c: 0.25 for c in range(4)})
+    ratios = log_ratios(d, np.array([0, 0]), 4)
+    assert ratios.total == pytest.approx([2 * math.log(2), 0.0])
+    assert ratios.positive.tolist() == [2, 3] and ratios.zero.tolist() == [1, 0]
+    assert ratios.mean() == pytest.approx(2 * math.log(2) / 5)
+    assert ratios.zero_share() == pytest.approx(1 / 6)
+    # At that ε the hockey-stick δ is larger than the zero share: the zero share understates it.
+    epsilon = ratios.mean()
+    delta = unlinkability_delta(d, np.array([0, 0]), 4, epsilon).mean()
+    assert delta == pytest.approx(((2 * (1 - math.exp(epsilon) / 2) + 1) / 3 + 0) / 2)
+    assert delta > ratios.zero_share()
+
+
 def test_top1_and_true_sender_probability() -> None:
     d = distributions({0: 0.5, 1: 0.5}, {0: 0.2, 1: 0.8}, {0: 0.9, 2: 0.1})
     truth = np.array([0, 0, 0])
@@ -73,6 +90,7 @@ def _two_hop_log() -> EventLog:
         recipient=np.array([1, -1, 2]),
         created=np.array([0.0, 2.0, 2.5]),
         emitted=np.array([1.0, 2.0, 2.5]),
+        received=np.array([4.0, 5.0, 3.0]),
         first_row=np.array([0, 2, 4, 5]),
         node=np.array([0, 1, 0, 1, 0], np.int32),
         t_in=np.array([1.0, 2.0, 2.0, 3.0, 2.5]),

@@ -95,7 +95,7 @@ def test_backward_trace_equals_the_forward_pool_mass_method(config: SimConfig) -
     log.validate()
     forward = forward_pool_mass(log)
     delivered = log.delivered()
-    targets = np.flatnonzero((log.kind != PacketKind.MIX_LOOP) & (delivered > config.effective_warmup))
+    targets = np.flatnonzero(log.from_client() & (delivered > config.effective_warmup))
     assert targets.shape[0] > 50
     dist = trace_senders(log, pool_view(log), targets, mass_floor=1e-14)
     last = log.last_row()[targets]
