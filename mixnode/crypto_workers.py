@@ -40,8 +40,9 @@ VIEW = 2
 STOP = 3
 OUTCOME = 4
 _RECORD = struct.Struct(">BI")
-MAX_IN_FLIGHT = 4096
-"""Packets handed to one worker and not yet answered; beyond, packets are dropped (counted)."""
+MAX_IN_FLIGHT = 128
+"""Packets handed to one worker and not yet answered. `submit` waits for room (so a full
+worker slows the links down, as one process would); `submit_nowait` drops (counted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,7 @@ class CryptoWorkers:
         self._streams: list[trio.SocketStream] = []
         self._outboxes: list[trio.MemorySendChannel[bytes]] = []
         self._arrivals: list[deque[float]] = [deque() for _ in range(count)]
+        self._room = [trio.Semaphore(MAX_IN_FLIGHT) for _ in range(count)]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the workers and serve them until cancelled; then stop them."""
@@ -124,7 +126,8 @@ class CryptoWorkers:
                     self._processes.append(process)
                     stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
                     self._streams.append(stream)
-                    send, receive = trio.open_memory_channel[bytes](MAX_IN_FLIGHT)
+                    # Room for every packet in flight, and for epoch announcements.
+                    send, receive = trio.open_memory_channel[bytes](MAX_IN_FLIGHT + 16)
                     self._outboxes.append(send)
                     nursery.start_soon(self._feed, stream, receive)
                     nursery.start_soon(self._read, index, stream)
@@ -153,18 +156,25 @@ class CryptoWorkers:
             except trio.WouldBlock:
                 self.on_busy()
 
-    def submit(self, packet: bytes, arrival: float) -> None:
+    async def submit(self, packet: bytes, arrival: float) -> None:
+        """Hand `packet` to its worker, waiting while that worker has no room."""
         index = worker_for(packet, self.count)
-        arrivals = self._arrivals[index]
-        if len(arrivals) >= MAX_IN_FLIGHT:
-            self.on_busy()
-            return
+        await self._room[index].acquire()
+        self._enqueue(index, packet, arrival)
+
+    def submit_nowait(self, packet: bytes, arrival: float) -> None:
+        """Hand `packet` to its worker, or drop it (counted) if that worker has no room."""
+        index = worker_for(packet, self.count)
         try:
-            self._outboxes[index].send_nowait(record(PACKET, packet))
+            self._room[index].acquire_nowait()
         except trio.WouldBlock:
             self.on_busy()
             return
-        arrivals.append(arrival)
+        self._enqueue(index, packet, arrival)
+
+    def _enqueue(self, index: int, packet: bytes, arrival: float) -> None:
+        self._outboxes[index].send_nowait(record(PACKET, packet))  # room was reserved
+        self._arrivals[index].append(arrival)
 
     async def _feed(
         self, stream: trio.SocketStream, outbox: trio.MemoryReceiveChannel[bytes]
@@ -190,6 +200,7 @@ class CryptoWorkers:
                 if kind != OUTCOME or not arrivals:
                     continue
                 arrival = arrivals.popleft()
+                self._room[index].release()
                 outcome = pickle.loads(body)
                 if isinstance(outcome, Scheduled):
                     outcome = Scheduled(arrival + outcome.deadline, outcome.action)

@@ -50,8 +50,8 @@ async def test_two_workers_process_packets_and_refuse_replays(tmp_path: Path) ->
             await nursery.start(workers.run)
             workers.announce(WorkerView(EPOCH, 1000, frozenset({next_id}), bytes(32)))
             for index, packet in enumerate(packets):
-                workers.submit(packet, arrival=10.0 + index)
-            workers.submit(packets[3], arrival=50.0)  # a copy: the same worker refuses it
+                await workers.submit(packet, arrival=10.0 + index)
+            workers.submit_nowait(packets[3], arrival=50.0)  # a copy: its worker refuses it
             while len(outcomes) < 21:
                 await trio.sleep(0.05)
             nursery.cancel_scope.cancel()

@@ -23,7 +23,14 @@ from mixnode.gateway_protocol import MessageKind
 from mixnode.key_ring import LinkKey, read_secret_file
 from mixnode.link import Frame, FrameKind
 from mixnode.link_driver import LinkClosed, open_link
-from sphinx_packets import create_packet, decrypt_surb_payload, new_surb
+from sphinx_packets import (
+    NodeDelay,
+    PathHop,
+    Recipient,
+    create_packet,
+    decrypt_surb_payload,
+    new_surb,
+)
 from trimix.smoke import smoke_path, smoke_run
 from trimix.testnet import (
     PlannedNode,
@@ -319,3 +326,56 @@ async def test_exit_gateway_answers_the_surb_ack_once_stored(
     )
     await sender.aclose()
     await receiver.aclose()
+
+
+async def test_sigterm_stores_the_mail_it_was_holding(
+    testnet: tuple[TestnetPlan, TestnetProcesses],
+) -> None:
+    plan, processes = testnet
+    geometry = plan.geometry
+    entry, exit_ = plan.gateways
+    consensus = await _fetcher(plan).fetch(plan.clock.epoch_at(time.time()))
+    assert entry.client_port is not None and exit_.client_port is not None
+    size = geometry.packet_size
+    receiver_key = LinkKey.generate()
+    receiver = await GatewayClient.connect(
+        "127.0.0.1", exit_.client_port, receiver_key.private_key, exit_.link_public_key, size
+    )
+    mailbox = await receiver.register()
+    await receiver.aclose()
+    sender_key = LinkKey.generate()
+    sender = await GatewayClient.connect(
+        "127.0.0.1", entry.client_port, sender_key.private_key, entry.link_public_key, size
+    )
+    await sender.register()
+    received_before = await _metric(exit_, "trimix_packets_received_total")
+    rng = random.Random(23)
+    count = 10
+    hold = consensus.parameters.max_delay_ms  # the exit holds each packet this long
+    frame_size = geometry.user_payload_size - geometry.surb_size
+    for _ in range(count):
+        # No delay on the way, then a long one at the exit: when the exit is asked to stop,
+        # it is holding every one of them.
+        path, _ = smoke_path(consensus, entry.node_id, exit_.node_id, mailbox, rng)
+        path = [PathHop(h.node_id, h.public_key, (NodeDelay(0),)) for h in path[:-1]] + [
+            PathHop(exit_.node_id, path[-1].public_key, (Recipient(mailbox), NodeDelay(hold)))
+        ]
+        payload = bytes(geometry.surb_size) + rng.randbytes(frame_size)
+        await sender.send_packet(create_packet(geometry, path, payload))
+    sent_at = trio.current_time()
+    await sender.aclose()
+    await _wait_metric(exit_, "trimix_packets_received_total", "", received_before + count)
+    assert trio.current_time() - sent_at < hold / 1000 / 2, "too slow to test the drain"
+    assert processes.terminate(exit_.name) == 0
+    await _restart(processes, exit_)
+    receiver = await GatewayClient.connect(
+        "127.0.0.1", exit_.client_port, receiver_key.private_key, exit_.link_public_key, size
+    )
+    fetched = []
+    with trio.fail_after(20):
+        while len(fetched) < count:
+            batch = await receiver.fetch(16)
+            fetched += batch
+            await receiver.ack([m.message_id for m in batch])
+    await receiver.aclose()
+    assert len(fetched) == count
