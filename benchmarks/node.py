@@ -17,6 +17,9 @@ rss_growth_mib                the node's resident memory at the end of the windo
                               start (workers = 1; main process)
 replayed_refused_per_second   copies of already-seen packets refused per second
 window_seconds                the length of the measured window
+node_cores_used[_2_workers]   CPU seconds per second of the node (workers included) in the window
+generator_and_sink_cores      the same for the load generator and the sink, which share the
+                              machine's two cores with the node
 
 Usage: python benchmarks/node.py [--duration 60] [--warmup 5]
 The packets are built first, on both cores, before anything is timed (it takes a while).
@@ -286,6 +289,24 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (the crypto workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    try:
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    for one in pids:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def _wait_for_metrics(port: int, process: subprocess.Popen[bytes]) -> None:
     for _ in range(300):
         if process.poll() is not None:
@@ -321,8 +342,12 @@ def run_mix(network: Network, packets: Path, workers: int, args: argparse.Namesp
         generator = _helper("--generate", *source, "--seconds", str(args.warmup + args.duration + 2))
         time.sleep(args.warmup)
         before, rss_before, start = scrape(metrics_port), rss_mib(mix.pid), time.monotonic()
+        cpu_before = {name: cpu_seconds(pid) for name, pid in
+                      (("node", mix.pid), ("generator", generator.pid), ("sink", sink.pid))}
         time.sleep(args.duration)
         after, rss_after, end = scrape(metrics_port), rss_mib(mix.pid), time.monotonic()
+        cpu = {name: (cpu_seconds(pid) - cpu_before[name]) / (end - start) for name, pid in
+               (("node", mix.pid), ("generator", generator.pid), ("sink", sink.pid))}
         used = json.loads(generator.communicate(timeout=120)[0])["sent"]
         sent = after[("trimix_packets_sent_total", "")] - before[("trimix_packets_sent_total", "")]
         result = {
@@ -330,6 +355,8 @@ def run_mix(network: Network, packets: Path, workers: int, args: argparse.Namesp
             "lateness_p99_ms_saturated": lateness_p99_ms(before, after),
             "rss_growth_mib": rss_after - rss_before,
             "window": end - start,
+            "node_cores": cpu["node"],
+            "load_cores": cpu["generator"] + cpu["sink"],
         }
         if workers != 1:
             return result
@@ -414,6 +441,10 @@ def main() -> None:
             "lateness_p99_ms_saturated": one["lateness_p99_ms_saturated"],
             "lateness_p99_ms_saturated_2_workers": two["lateness_p99_ms_saturated"],
             "rss_growth_mib": round(one["rss_growth_mib"], 1),
+            "node_cores_used": round(one["node_cores"], 2),
+            "node_cores_used_2_workers": round(two["node_cores"], 2),
+            "generator_and_sink_cores": round(one["load_cores"], 2),
+            "generator_and_sink_cores_2_workers": round(two["load_cores"], 2),
             "replayed_refused_per_second": round(one["replay_pps"]),
             "window_seconds": round(one["window"], 1),
             "packets_built": count,
