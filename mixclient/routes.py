@@ -1,24 +1,29 @@
 """Routes through the network, chosen from the consensus (sans-I/O, rng injected).
 
-Every path a client builds has the same shape, the one DESIGN.md gives a forward packet:
+Every path a client builds has the shape DESIGN.md gives a forward packet (a SURB-ACK's
+path lacks the start gateway, see below):
 
     start gateway -> one mix of layer 1 -> ... -> one mix of layer L -> end gateway
 
 with `Recipient(mailbox id)` on the end gateway's hop. Each mix is drawn uniformly from its
-layer, independently per route. Every hop, both gateways included, gets a `NodeDelay`
+layer, independently per route. Every hop, gateways included, gets a `NodeDelay`
 drawn from Exp(mean = consensus `mean_delay_ms`) and capped at the consensus
 `max_delay_ms` (`mixnode.loop_cover.draw_delay_ms`, the draw the nodes use for their own
 loops). Sphinx keys are the hops' keys for `consensus.epoch`. With the default 3 layers a
 path has 5 hops, `Geometry.default().hops`.
 
-The three uses differ only in which gateways and which mailbox:
+The uses differ only in which gateways and which mailbox:
 
 - forward packet: own (entry) gateway -> ... -> recipient's gateway, recipient's mailbox
   (`forward_route`);
 - loop: own gateway -> ... -> own gateway, own mailbox (`loop_route`);
-- SURB (SURB-ACK or reply SURB): the gateway that will answer on it (the exit gateway of
-  the packet that carries it) -> ... -> own gateway, own mailbox (`surb_route`);
-  `sphinx_packets.new_surb` adds the `SurbReply` command to the last hop itself.
+- SURB-ACK: layer 1 -> ... -> own gateway, own mailbox (`surb_route` without a first hop):
+  the exit gateway that answers on it sends the reply straight to the layer-1 mix, as
+  `mixnode.surb_ack` does;
+- reply SURB for an anonymous message: the recipient's gateway (through which the replier
+  sends) -> ... -> own gateway, own mailbox (`surb_route(..., first_hop_id=...)`).
+
+`sphinx_packets.new_surb` adds the `SurbReply` command to a SURB path's last hop itself.
 
 `Route.delay_ms` is the sum of the drawn delays: the time a packet spends held by nodes, from
 which `reliability` derives its retransmission timeout.
@@ -63,23 +68,25 @@ class Route:
 
 def choose_route(
     consensus: Consensus,
-    entry_gateway_id: bytes,
+    entry_gateway_id: bytes | None,
     exit_gateway_id: bytes,
     rng: random.Random,
     *,
     mailbox_id: bytes,
 ) -> Route:
-    """A route from `entry_gateway_id` through one uniformly chosen mix per layer to
-    `exit_gateway_id`, delivering to `mailbox_id` there; every hop's delay drawn anew.
-    Raises `RouteError` when the consensus cannot carry it."""
+    """A route from `entry_gateway_id` (None: from the first layer) through one uniformly
+    chosen mix per layer to `exit_gateway_id`, delivering to `mailbox_id` there; every hop's
+    delay drawn anew. Raises `RouteError` when the consensus cannot carry it."""
     if not isinstance(mailbox_id, bytes) or len(mailbox_id) != MAILBOX_ID_SIZE:
         raise RouteError(f"a mailbox id must be {MAILBOX_ID_SIZE} bytes")
-    _require_gateway(consensus, entry_gateway_id, "the entry gateway")
+    if entry_gateway_id is not None:
+        _require_gateway(consensus, entry_gateway_id, "the entry gateway")
     _require_gateway(consensus, exit_gateway_id, "the exit gateway")
     if not consensus.layers or any(not layer for layer in consensus.layers):
         raise RouteError("the consensus has an empty mix layer")
     mixes = [rng.choice(layer) for layer in consensus.layers]
-    node_ids = [entry_gateway_id, *mixes, exit_gateway_id]
+    start = [] if entry_gateway_id is None else [entry_gateway_id]
+    node_ids = [*start, *mixes, exit_gateway_id]
     parameters = consensus.parameters
     delays = tuple(
         draw_delay_ms(rng, parameters.mean_delay_ms, parameters.max_delay_ms) for _ in node_ids
@@ -116,13 +123,15 @@ def loop_route(
 
 def surb_route(
     consensus: Consensus,
-    first_hop_id: bytes,
     own_gateway_id: bytes,
     own_mailbox_id: bytes,
     rng: random.Random,
+    *,
+    first_hop_id: bytes | None = None,
 ) -> Route:
-    """The path of a SURB (for `sphinx_packets.new_surb`): from `first_hop_id`, the gateway
-    that will answer on it, back to the own mailbox."""
+    """The path of a SURB (for `sphinx_packets.new_surb`) back to the own mailbox: from the
+    first layer (a SURB-ACK), or from gateway `first_hop_id` (a reply SURB, used by a
+    replier whose gateway that is)."""
     return choose_route(consensus, first_hop_id, own_gateway_id, rng, mailbox_id=own_mailbox_id)
 
 

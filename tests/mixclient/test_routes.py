@@ -157,23 +157,30 @@ def test_a_loop_comes_back_to_the_own_mailbox_through_every_layer(network: Netwo
     assert isinstance(result, Deliver) and result.recipient_id == mailbox
 
 
-def test_a_surb_on_a_surb_route_returns_the_reply_from_the_given_first_hop(
-    network: Network,
+@pytest.mark.parametrize("reply_surb", [False, True], ids=["surb-ack", "reply-surb"])
+def test_a_reply_on_a_surb_route_reaches_the_own_mailbox(
+    network: Network, reply_surb: bool
 ) -> None:
-    exit_, own = network.gateways[0], network.gateways[2]
+    """A SURB-ACK's path starts at layer 1 (the exit gateway sends the reply to the mix); a
+    reply SURB's starts at the given gateway, through which the replier sends."""
+    replier_gateway, own = network.gateways[0], network.gateways[2]
     mailbox = b"\x22" * 32
     rng = random.Random(9)
-    route = surb_route(network.consensus, exit_, own, mailbox, rng)
+    first_hop = replier_gateway if reply_surb else None
+    route = surb_route(network.consensus, own, mailbox, rng, first_hop_id=first_hop)
     surb, keys = new_surb(GEOMETRY, route.hops, rng=rng.randbytes)
-    assert surb.first_hop == exit_
     reply = rng.randbytes(GEOMETRY.user_payload_size)
-    first_hop, packet = create_surb_reply(GEOMETRY, surb, reply)
-    visited, delays, result = walk(network, first_hop, packet)
-    assert visited[0] == exit_ and visited[-1] == own
+    first_hop_id, packet = create_surb_reply(GEOMETRY, surb, reply)
+    visited, delays, result = walk(network, first_hop_id, packet)
+    mixes = visited[1:-1] if reply_surb else visited[:-1]
+    assert [network.consensus.layer_of(n) for n in mixes] == [0, 1, 2]
+    assert visited[-1] == own
+    if reply_surb:
+        assert visited[0] == replier_gateway
     assert isinstance(result, DeliverSurbReply)
     assert result.recipient_id == mailbox and result.surb_id == keys.surb_id
     assert decrypt_surb_payload(GEOMETRY, keys, result.surb_id, result.payload) == reply
-    assert sum(delays) == route.delay_ms
+    assert sum(delays) == route.delay_ms and len(route.hops) == len(visited)
 
 
 def test_mixes_are_uniform_within_each_layer(network: Network) -> None:
