@@ -1,0 +1,446 @@
+"""`ClientState`: a client's state directory, one SQLite database (WAL) holding what must
+outlive a restart.
+
+    <state dir>/            mode 0700
+        client.sqlite3      mode 0600 (its -wal and -shm files get the same mode)
+
+Tables:
+
+    secrets       name -> bytes: the identity/link key and the end-to-end keys
+    registration  the one (gateway id, mailbox id) this client is registered with
+    outbox        messages accepted for sending and not yet acknowledged: message id,
+                  recipient address, the end-to-end ciphertext that is fragmented, the
+                  fragment count, when accepted; `outbox_acked` the fragments acknowledged
+                  so far, so that a restarted client resends only the rest
+    reply_surbs   SURBs received from anonymous senders and not yet used, per conversation,
+                  with the epoch whose keys they were built with; taking one deletes it
+    delivered     ids of messages handed to the application: exactly once across restarts
+
+Durability: WAL with ``synchronous=FULL``; each call is one transaction, committed before
+it returns, so a SIGKILL loses nothing a call returned from. Bounds: the outbox (messages
+and bytes), the SURBs per conversation and in all, and the delivered ids (the oldest are
+forgotten past `max_delivered`; keep it above what senders may still retransmit). Every
+method takes a lock, so a Trio driver may call it from `trio.to_thread.run_sync`. No repr,
+exception message or log line holds a secret, an id or message bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import stat
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+
+DATABASE_NAME = "client.sqlite3"
+APPLICATION_ID = 0x544D5843  # "TMXC": marks the file as a trimix client state
+SCHEMA_VERSION = 1
+NODE_ID_SIZE = 32
+MAILBOX_ID_SIZE = 32
+MESSAGE_ID_SIZE = 16
+MAX_CONVERSATION_ID_SIZE = 64
+SECRET_NAME = re.compile(r"[a-z0-9_.-]{1,64}")
+
+_SCHEMA = """
+CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE registration (
+    only_row INTEGER PRIMARY KEY CHECK (only_row = 0),
+    gateway_id BLOB NOT NULL,
+    mailbox_id BLOB NOT NULL
+);
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY,
+    message_id BLOB NOT NULL UNIQUE,
+    recipient TEXT NOT NULL,
+    body BLOB NOT NULL,
+    fragment_count INTEGER NOT NULL,
+    accepted_at REAL NOT NULL
+);
+CREATE TABLE outbox_acked (
+    message_id BLOB NOT NULL,
+    fragment_index INTEGER NOT NULL,
+    PRIMARY KEY (message_id, fragment_index)
+) WITHOUT ROWID;
+CREATE TABLE reply_surbs (
+    seq INTEGER PRIMARY KEY,
+    conversation BLOB NOT NULL,
+    epoch INTEGER NOT NULL,
+    surb BLOB NOT NULL
+);
+CREATE INDEX reply_surbs_by_conversation ON reply_surbs (conversation, seq);
+CREATE TABLE delivered (seq INTEGER PRIMARY KEY, message_id BLOB NOT NULL UNIQUE);
+"""
+
+
+class ClientStateError(Exception):
+    """The state directory cannot be used (wrong file, corrupt, unsafe mode, I/O error),
+    or an argument is malformed."""
+
+
+class StateFullError(ClientStateError):
+    """A bound of the store is reached (outbox or SURBs); nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class StateLimits:
+    max_outbox_messages: int = 1024
+    max_outbox_bytes: int = 256 * 2**20
+    max_surbs_per_conversation: int = 1000
+    max_surbs: int = 100_000
+    max_delivered: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer")
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """The gateway this client's mailbox is at, and the mailbox."""
+
+    gateway_id: bytes = field(repr=False)
+    mailbox_id: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A message accepted for sending: `body` is the end-to-end ciphertext that is
+    fragmented into `fragment_count` packets; `acked` the fragments already acknowledged."""
+
+    message_id: bytes = field(repr=False)
+    recipient: str = field(repr=False)
+    body: bytes = field(repr=False)
+    fragment_count: int
+    accepted_at: float
+    acked: frozenset[int] = frozenset()
+
+
+class ClientState:
+    """A client's state directory. Open with `ClientState(path)`; `close()` when done."""
+
+    def __init__(self, directory: Path, limits: StateLimits | None = None) -> None:
+        self._directory = Path(directory)
+        self._limits = limits or StateLimits()
+        self._lock = threading.Lock()
+        path = self._directory / DATABASE_NAME
+        _private_directory(self._directory)
+        _private_file(path)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as error:
+            raise ClientStateError(f"cannot open the client state: {error}") from None
+        try:
+            self._open_schema()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _open_schema(self) -> None:
+        with self._locked() as db:
+            db.execute("PRAGMA journal_mode=WAL").fetchone()
+            db.execute("PRAGMA synchronous=FULL")
+            application_id = db.execute("PRAGMA application_id").fetchone()[0]
+            tables = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+            if application_id == 0 and tables == 0:
+                db.executescript(
+                    f"BEGIN IMMEDIATE; {_SCHEMA}"
+                    f"PRAGMA application_id={APPLICATION_ID};"
+                    f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+                )
+            elif application_id != APPLICATION_ID:
+                raise ClientStateError("the database file is not a trimix client state")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                raise ClientStateError(f"unsupported client state version {version}")
+
+    def __repr__(self) -> str:
+        return "ClientState(...)"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as error:
+                if self._db.in_transaction:
+                    self._db.rollback()
+                raise ClientStateError(f"client state failure: {error}") from None
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction, committed durably on success, rolled back otherwise."""
+        with self._locked() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.rollback()
+                raise
+            db.commit()
+
+    # secrets
+
+    def secret(self, name: str, generate: Callable[[], bytes]) -> bytes:
+        """The secret `name`, made with `generate()` and stored the first time."""
+        _check_name(name)
+        with self._write() as db:
+            row = db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                return bytes(row[0])
+            value = generate()
+            if not isinstance(value, bytes) or not value:
+                raise ClientStateError("a secret must be non-empty bytes")
+            db.execute("INSERT INTO secrets (name, value) VALUES (?, ?)", (name, value))
+            return value
+
+    def get_secret(self, name: str) -> bytes | None:
+        _check_name(name)
+        with self._locked() as db:
+            row = db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put_secret(self, name: str, value: bytes) -> None:
+        """Store (or replace) the secret `name`."""
+        _check_name(name)
+        if not isinstance(value, bytes) or not value:
+            raise ClientStateError("a secret must be non-empty bytes")
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO secrets (name, value) VALUES (?, ?)", (name, value))
+
+    # registration
+
+    def set_registration(self, registration: Registration) -> None:
+        _check_bytes(registration.gateway_id, NODE_ID_SIZE, "a gateway id")
+        _check_bytes(registration.mailbox_id, MAILBOX_ID_SIZE, "a mailbox id")
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO registration (only_row, gateway_id, mailbox_id) "
+                "VALUES (0, ?, ?)",
+                (registration.gateway_id, registration.mailbox_id),
+            )
+
+    def registration(self) -> Registration | None:
+        with self._locked() as db:
+            row = db.execute("SELECT gateway_id, mailbox_id FROM registration").fetchone()
+        return None if row is None else Registration(bytes(row[0]), bytes(row[1]))
+
+    # the outbox
+
+    def accept_outgoing(self, message: OutgoingMessage) -> None:
+        """Keep `message` until `finish_outgoing`: it survives a restart from now on."""
+        _check_bytes(message.message_id, MESSAGE_ID_SIZE, "a message id")
+        if not isinstance(message.body, bytes) or not isinstance(message.recipient, str):
+            raise ClientStateError("an outgoing message needs a str recipient and bytes body")
+        if not isinstance(message.fragment_count, int) or message.fragment_count < 1:
+            raise ClientStateError("an outgoing message has at least one fragment")
+        limits = self._limits
+        with self._write() as db:
+            count, size = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM outbox"
+            ).fetchone()
+            if count >= limits.max_outbox_messages:
+                raise StateFullError(f"the outbox holds {count} messages, its limit")
+            if size + len(message.body) > limits.max_outbox_bytes:
+                raise StateFullError(f"the outbox would exceed {limits.max_outbox_bytes} bytes")
+            try:
+                db.execute(
+                    "INSERT INTO outbox (message_id, recipient, body, fragment_count, "
+                    "accepted_at) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        message.message_id,
+                        message.recipient,
+                        message.body,
+                        message.fragment_count,
+                        message.accepted_at,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise ClientStateError("a message with this id is already in the outbox") from None
+            _insert_acked(db, message.message_id, message.acked, message.fragment_count)
+
+    def mark_fragment_acked(self, message_id: bytes, fragment_index: int) -> bool:
+        """Record a fragment's acknowledgement; False if the message is not in the outbox."""
+        with self._write() as db:
+            row = db.execute(
+                "SELECT fragment_count FROM outbox WHERE message_id = ?", (message_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            _insert_acked(db, message_id, (fragment_index,), row[0])
+            return True
+
+    def finish_outgoing(self, message_id: bytes) -> bool:
+        """Drop a message from the outbox (acknowledged, or failed and reported)."""
+        with self._write() as db:
+            db.execute("DELETE FROM outbox_acked WHERE message_id = ?", (message_id,))
+            return db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,)).rowcount > 0
+
+    def pending_outgoing(self) -> list[OutgoingMessage]:
+        """The messages still to be acknowledged, oldest first, with their acked fragments."""
+        with self._locked() as db:
+            rows = db.execute(
+                "SELECT message_id, recipient, body, fragment_count, accepted_at "
+                "FROM outbox ORDER BY seq"
+            ).fetchall()
+            acked: dict[bytes, set[int]] = {}
+            for message_id, index in db.execute(
+                "SELECT message_id, fragment_index FROM outbox_acked"
+            ):
+                acked.setdefault(bytes(message_id), set()).add(index)
+        return [
+            OutgoingMessage(
+                bytes(message_id),
+                recipient,
+                bytes(body),
+                count,
+                accepted_at,
+                frozenset(acked.get(bytes(message_id), ())),
+            )
+            for message_id, recipient, body, count, accepted_at in rows
+        ]
+
+    # reply SURBs received from anonymous senders
+
+    def add_reply_surbs(self, conversation: bytes, epoch: int, surbs: Sequence[bytes]) -> None:
+        """Keep SURBs (built with `epoch`'s keys) to answer in `conversation`. All or none:
+        `StateFullError` when they would pass a bound."""
+        _check_conversation(conversation)
+        if not all(isinstance(s, bytes) and s for s in surbs):
+            raise ClientStateError("a SURB must be non-empty bytes")
+        limits = self._limits
+        with self._write() as db:
+            total = db.execute("SELECT COUNT(*) FROM reply_surbs").fetchone()[0]
+            mine = db.execute(
+                "SELECT COUNT(*) FROM reply_surbs WHERE conversation = ?", (conversation,)
+            ).fetchone()[0]
+            if mine + len(surbs) > limits.max_surbs_per_conversation:
+                raise StateFullError("too many unused SURBs in this conversation")
+            if total + len(surbs) > limits.max_surbs:
+                raise StateFullError("too many unused SURBs in all")
+            db.executemany(
+                "INSERT INTO reply_surbs (conversation, epoch, surb) VALUES (?, ?, ?)",
+                [(conversation, epoch, surb) for surb in surbs],
+            )
+
+    def take_reply_surb(self, conversation: bytes, *, min_epoch: int = 0) -> bytes | None:
+        """The oldest unused SURB of `conversation` built for `min_epoch` or later, deleted
+        in the same transaction (a SURB is used once); older ones are discarded. None when
+        there is none left."""
+        _check_conversation(conversation)
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM reply_surbs WHERE conversation = ? AND epoch < ?",
+                (conversation, min_epoch),
+            )
+            row = db.execute(
+                "SELECT seq, surb FROM reply_surbs WHERE conversation = ? ORDER BY seq LIMIT 1",
+                (conversation,),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute("DELETE FROM reply_surbs WHERE seq = ?", (row[0],))
+            return bytes(row[1])
+
+    def count_reply_surbs(self, conversation: bytes) -> int:
+        _check_conversation(conversation)
+        with self._locked() as db:
+            return int(
+                db.execute(
+                    "SELECT COUNT(*) FROM reply_surbs WHERE conversation = ?", (conversation,)
+                ).fetchone()[0]
+            )
+
+    # exactly-once delivery
+
+    def mark_delivered(self, message_id: bytes) -> bool:
+        """Record that the message was handed to the application: True the first time,
+        False if it already was (a duplicate, to drop)."""
+        _check_bytes(message_id, MESSAGE_ID_SIZE, "a message id")
+        with self._write() as db:
+            try:
+                db.execute("INSERT INTO delivered (message_id) VALUES (?)", (message_id,))
+            except sqlite3.IntegrityError:
+                return False
+            db.execute(
+                "DELETE FROM delivered WHERE seq <= (SELECT MAX(seq) FROM delivered) - ?",
+                (self._limits.max_delivered,),
+            )
+            return True
+
+    def was_delivered(self, message_id: bytes) -> bool:
+        with self._locked() as db:
+            row = db.execute(
+                "SELECT 1 FROM delivered WHERE message_id = ?", (message_id,)
+            ).fetchone()
+        return row is not None
+
+
+def _insert_acked(
+    db: sqlite3.Connection, message_id: bytes, indexes: Iterable[int], fragment_count: int
+) -> None:
+    indexes = list(indexes)
+    if not all(isinstance(i, int) and 0 <= i < fragment_count for i in indexes):
+        raise ClientStateError("a fragment index is out of range")
+    db.executemany(
+        "INSERT OR IGNORE INTO outbox_acked (message_id, fragment_index) VALUES (?, ?)",
+        [(message_id, index) for index in indexes],
+    )
+
+
+def _private_directory(directory: Path) -> None:
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = os.lstat(directory).st_mode
+    except OSError as error:
+        raise ClientStateError(f"cannot create the state directory: {error.strerror}") from None
+    if not stat.S_ISDIR(mode):
+        raise ClientStateError("the state directory is not a directory")
+    if stat.S_IMODE(mode) & 0o077:
+        raise ClientStateError("the state directory is open to other users: chmod 700 it")
+
+
+def _private_file(path: Path) -> None:
+    """Create the database file readable by its owner only, before SQLite opens it (SQLite
+    gives its -wal and -shm files the database file's mode); refuse a looser existing one."""
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as error:
+        raise ClientStateError(f"cannot open the client state: {error.strerror}") from None
+    try:
+        mode = os.fstat(descriptor).st_mode
+    finally:
+        os.close(descriptor)
+    if not stat.S_ISREG(mode) or stat.S_IMODE(mode) & 0o077:
+        raise ClientStateError("the client state file is open to other users: chmod 600 it")
+
+
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or not SECRET_NAME.fullmatch(name):
+        raise ClientStateError("a secret name is 1 to 64 of a-z 0-9 _ . -")
+
+
+def _check_bytes(value: object, size: int, what: str) -> None:
+    if not isinstance(value, bytes) or len(value) != size:
+        raise ClientStateError(f"{what} must be {size} bytes")
+
+
+def _check_conversation(value: object) -> None:
+    if not isinstance(value, bytes) or not 1 <= len(value) <= MAX_CONVERSATION_ID_SIZE:
+        raise ClientStateError(f"a conversation id is 1 to {MAX_CONVERSATION_ID_SIZE} bytes")
