@@ -6,16 +6,18 @@ Every forward packet a client sends carries `geometry.user_payload_size` user by
     SURB-ACK  geometry.surb_size bytes (556)   all zero: none
     frame     the rest (2,084)                 header 36 ‖ data (2,048) ‖ zero padding
 
-The exit gateway splits the two (`split_surb_ack`): when the SURB-ACK is not all zero it
-answers on it after storing the packet (the reply's SURB id tells the sender which packet
-was stored), and it stores only the frame in the recipient's mailbox. A client that sends a
-packet on a SURB (a reply) uses the same layout with an all-zero SURB-ACK.
+The exit gateway splits the two: when the SURB-ACK is not all zero it answers on it after
+storing the packet, with an all-zero user payload (the reply's SURB id tells the sender which
+packet was stored; no frame is involved), and it stores only the frame in the recipient's
+mailbox. The gateway cannot import this package (mixclient sits above mixnode), so it keeps
+its own split; `split_surb_ack` here is the same rule with a strict length check. A client
+that sends a packet on a SURB (a reply) uses the same layout with an all-zero SURB-ACK.
 
 The frame header (36 bytes, integers unsigned big-endian):
 
     offset size field
      0      1   version          1
-     1      1   kind             1 DATA, 2 DROP, 3 LOOP, 4 ACK (`FrameKind`)
+     1      1   kind             1 DATA, 2 DROP, 3 LOOP (`FrameKind`)
      2      1   flags            none defined in version 1: must be 0
      3      1   reserved         must be 0
      4     16   message id       random per message (never a counter: the gateway reads it)
@@ -31,8 +33,7 @@ but the last, which holds T − room·(count − 1) bytes. `decode_frame` checks
 decoded frame is self-consistent; the reassembler only has to check frames against each other.
 
 Kinds: DATA carries a fragment of an end-to-end sealed message; DROP is cover that the
-recipient discards; LOOP is cover the client sends to itself; ACK is what an exit gateway puts
-in the packet it sends on a SURB-ACK (`acknowledgement_payload`). Note that the exit gateway
+recipient discards; LOOP is cover the client sends to itself. Note that the exit gateway
 can read this header (it is outside the end-to-end encryption).
 
 Malformed input raises `FramingError` and nothing else.
@@ -65,7 +66,6 @@ class FrameKind(IntEnum):
     DATA = 1
     DROP = 2
     LOOP = 3
-    ACK = 4
 
 
 def frame_size(geometry: Geometry) -> int:
@@ -92,7 +92,7 @@ def fragment_count(total_length: int, data_size: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One frame: a fragment of a message (or an empty cover or ACK frame)."""
+    """One frame: a fragment of a message (or of a cover message)."""
 
     kind: FrameKind
     message_id: bytes = field(repr=False)
@@ -210,13 +210,6 @@ def decode_user_payload(geometry: Geometry, user_payload: bytes) -> tuple[bytes 
     """(SURB-ACK or None, the decoded frame); `FramingError` if either part is malformed."""
     surb, frame = split_surb_ack(geometry, user_payload)
     return surb, decode_frame(geometry, frame)
-
-
-def acknowledgement_payload(geometry: Geometry) -> bytes:
-    """The user payload an exit gateway sends on a SURB-ACK: no SURB-ACK and an empty ACK
-    frame (the SURB id of the reply says which packet is acknowledged)."""
-    ack = Frame(FrameKind.ACK, bytes(MESSAGE_ID_SIZE), 0, 1, 0, b"")
-    return encode_user_payload(geometry, ack)
 
 
 def _geometry(geometry: object) -> Geometry:
