@@ -52,7 +52,7 @@ def _with_checksum(body: bytes) -> bytes:
     return body + hashlib.blake2b(body, digest_size=8, person=b"trimix-address").digest()
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(address=addresses)
 def test_round_trip(address: ClientAddress) -> None:
     text = address.to_string()
@@ -61,7 +61,7 @@ def test_round_trip(address: ClientAddress) -> None:
     assert ClientAddress.parse(text) == address
 
 
-@settings(max_examples=30)
+@settings(max_examples=30, deadline=None)
 @given(
     address=x25519_addresses,
     before=st.text(" \t\r\n", max_size=3),
@@ -104,7 +104,7 @@ def test_every_single_character_change_is_detected(suite: E2ESuite) -> None:
                 ClientAddress.parse(changed)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(address=x25519_addresses, data=st.data())
 def test_random_single_character_changes_are_detected(
     address: ClientAddress, data: st.DataObject

@@ -89,7 +89,7 @@ def test_header_byte_layout() -> None:
     assert last[36:46] == b"z" * 10 and last[46:] == bytes(ROOM - 10)
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(frame=_valid_frames(GEOMETRY), surb=st.none() | st.binary(min_size=556, max_size=556))
 def test_round_trip(frame: Frame, surb: bytes | None) -> None:
     assert decode_frame(GEOMETRY, encode_frame(GEOMETRY, frame)) == frame
@@ -100,14 +100,14 @@ def test_round_trip(frame: Frame, surb: bytes | None) -> None:
     assert got_surb == (surb if surb is not None and any(surb) else None)
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 @given(frame=_valid_frames(SMALL))
 def test_round_trip_other_geometry(frame: Frame) -> None:
     assert frame_data_size(SMALL) == 600 - SMALL.surb_size - FRAME_HEADER_SIZE
     assert decode_frame(SMALL, encode_frame(SMALL, frame)) == frame
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(data=st.binary(min_size=frame_size(GEOMETRY), max_size=frame_size(GEOMETRY)))
 def test_random_frames_only_raise_framing_error(data: bytes) -> None:
     try:
@@ -117,7 +117,7 @@ def test_random_frames_only_raise_framing_error(data: bytes) -> None:
     assert encode_frame(GEOMETRY, frame)[:FRAME_HEADER_SIZE] == data[:FRAME_HEADER_SIZE]
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     header=st.tuples(
         st.integers(0, 2),
@@ -146,7 +146,7 @@ def test_plausible_headers_only_raise_framing_error(header: tuple[int, ...]) -> 
     assert len(frame.data) == length <= total
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(data=st.binary(max_size=3000))
 def test_random_user_payloads_only_raise_framing_error(data: bytes) -> None:
     try:
