@@ -45,6 +45,7 @@ import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from mixnode.surb_ack import split_surb_ack as gateway_split_surb_ack
 from sphinx_packets import Geometry
 
 FRAME_HEADER_SIZE = 36
@@ -189,10 +190,9 @@ def decode_frame(geometry: Geometry, data: bytes) -> Frame:
 
 def split_surb_ack(geometry: Geometry, user_payload: bytes) -> tuple[bytes | None, bytes]:
     """(the SURB-ACK's `geometry.surb_size` bytes, or None when they are all zero; the
-    frame bytes). What the exit gateway calls: it does not parse the frame."""
+    frame bytes): the exit gateway's split (`mixnode.surb_ack`), with the length checked."""
     data = _exact(user_payload, _geometry(geometry).user_payload_size, "a user payload")
-    surb = data[: geometry.surb_size]
-    return (surb if any(surb) else None), data[geometry.surb_size :]
+    return gateway_split_surb_ack(geometry, data)
 
 
 def encode_user_payload(geometry: Geometry, frame: Frame, surb_ack: bytes | None = None) -> bytes:
