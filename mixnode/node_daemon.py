@@ -298,6 +298,8 @@ class NodeDaemon:
         self.keys.retire_before(epoch - 1)
         node_keys = self.keys.node_keys(epoch)
         for key in node_keys.keys:
+            # Written out in a worker thread (a large filter takes a while), opened here.
+            await trio.to_thread.run_sync(self.replay.prepare, key.epoch)
             self.replay.ensure(key.epoch)
         self.replay.retire_before(epoch - 1)
         documents = [c for c in (self._previous, consensus) if c is not None]

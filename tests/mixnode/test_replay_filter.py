@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import os
 from pathlib import Path
 
 import pytest
@@ -321,4 +322,17 @@ def test_repr_names_no_tags(tmp_path: Path) -> None:
     replay_filter = filters.ensure(2)
     replay_filter.add(b"secret-tag")
     assert "secret" not in repr(filters) + repr(replay_filter)
+    filters.close()
+
+
+def test_prepare_writes_the_file_out_and_ensure_opens_it(tmp_path: Path) -> None:
+    filters = ReplayFilters(tmp_path, expected_items=50_000)
+    filters.prepare(9)
+    path = filters.path_for(9)
+    assert path.exists() and filters.epochs == []
+    assert os.stat(path).st_blocks * 512 >= os.stat(path).st_size - 4096  # not sparse
+    tag = bytes(range(32))
+    filters.ensure(9).add(tag)
+    filters.prepare(9)  # an existing filter is left alone
+    assert filters.seen(tag)
     filters.close()
