@@ -16,6 +16,7 @@ the current one expires; `on_consensus` hears of each new one.
 from __future__ import annotations
 
 import json
+import contextlib
 import logging
 import os
 import random
@@ -59,7 +60,11 @@ class ConsensusFetcher:
         request_timeout: float = 5.0,
         threshold: int | None = None,
         counters: Counters | None = None,
+        http_client: httpx.AsyncClient | None = None,
     ) -> None:
+        """`http_client`: one long-lived client to use for every request. Without it each
+        fetch makes its own, and making an `httpx.AsyncClient` (it loads the CA bundle)
+        blocks the event loop for about 40 ms: a daemon with other work to do passes one."""
         if not authorities:
             raise ValueError("a fetcher needs at least one authority")
         self.authorities = tuple(authorities)
@@ -80,6 +85,7 @@ class ConsensusFetcher:
         self.current: Consensus | None = None
         """The consensus of the current epoch, once `run` has it."""
         self._documents: dict[int, Consensus] = {}
+        self._http_client = http_client
 
     def verify(self, document: bytes, epoch: int) -> Consensus:
         return verify_consensus(
@@ -104,7 +110,10 @@ class ConsensusFetcher:
         order = list(self.authorities)
         self.rng.shuffle(order)
         failures = []
-        async with httpx.AsyncClient(timeout=self.request_timeout) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            client = self._http_client or await stack.enter_async_context(
+                httpx.AsyncClient(timeout=self.request_timeout)
+            )
             for position, authority in enumerate(order):
                 try:
                     document = await self._get(client, authority, epoch)

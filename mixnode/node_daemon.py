@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
+import httpx
 import hypercorn.config
 import hypercorn.trio
 import trio
@@ -122,6 +123,8 @@ class NodeDaemon:
                     expire_after=limits.mailbox_expire_days * 86400,
                 ),
             )
+        # One HTTP client for the daemon's life: making one blocks the loop for ~40 ms.
+        self.http = httpx.AsyncClient(timeout=10.0)
         self.fetcher = ConsensusFetcher(
             config.authorities,
             config.geometry,
@@ -129,6 +132,7 @@ class NodeDaemon:
             cache_dir=data / "consensus",
             rng=self.rng,
             now=now,
+            http_client=self.http,
         )
         self.loop_recipient = self.rng.randbytes(32)
         self.loops = LoopCover(config.geometry, self.node_id, self.loop_recipient, rng=self.rng)
@@ -204,6 +208,8 @@ class NodeDaemon:
                 await self._drain()
                 core.cancel_scope.cancel()
         finally:
+            with trio.CancelScope(shield=True):
+                await self.http.aclose()
             self.close()
 
     def close(self) -> None:
@@ -370,6 +376,7 @@ class NodeDaemon:
                     self.config.authorities,
                     self._descriptor(target),
                     timeout=min(5.0, max(0.5, vote_at - self.now())),
+                    client=self.http,
                 )
                 self.metrics.descriptor_uploads.labels(
                     "accepted" if accepted else "refused"
