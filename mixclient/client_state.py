@@ -30,12 +30,12 @@ import os
 import re
 import sqlite3
 import stat
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
+
+from mixnode.sqlite_store import SqliteStore
 
 DATABASE_NAME = "client.sqlite3"
 APPLICATION_ID = 0x544D5843  # "TMXC": marks the file as a trimix client state
@@ -122,43 +122,22 @@ class OutgoingMessage:
     acked: frozenset[int] = frozenset()
 
 
-class ClientState:
+class ClientState(SqliteStore):
     """A client's state directory. Open with `ClientState(path)`; `close()` when done."""
+
+    SCHEMA = _SCHEMA
+    APPLICATION_ID = APPLICATION_ID
+    SCHEMA_VERSION = SCHEMA_VERSION
+    KIND = "client state"
+    ERROR = ClientStateError
 
     def __init__(self, directory: Path, limits: StateLimits | None = None) -> None:
         self._directory = Path(directory)
         self._limits = limits or StateLimits()
-        self._lock = threading.Lock()
         path = self._directory / DATABASE_NAME
         _private_directory(self._directory)
         _private_file(path)
-        try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as error:
-            raise ClientStateError(f"cannot open the client state: {error}") from None
-        try:
-            self._open_schema()
-        except BaseException:
-            self._db.close()
-            raise
-
-    def _open_schema(self) -> None:
-        with self._locked() as db:
-            db.execute("PRAGMA journal_mode=WAL").fetchone()
-            db.execute("PRAGMA synchronous=FULL")
-            application_id = db.execute("PRAGMA application_id").fetchone()[0]
-            tables = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
-            if application_id == 0 and tables == 0:
-                db.executescript(
-                    f"BEGIN IMMEDIATE; {_SCHEMA}"
-                    f"PRAGMA application_id={APPLICATION_ID};"
-                    f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
-                )
-            elif application_id != APPLICATION_ID:
-                raise ClientStateError("the database file is not a trimix client state")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version != SCHEMA_VERSION:
-                raise ClientStateError(f"unsupported client state version {version}")
+        self._open(path)
 
     def __repr__(self) -> str:
         return "ClientState(...)"
@@ -172,28 +151,6 @@ class ClientState:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-    @contextmanager
-    def _locked(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                yield self._db
-            except sqlite3.Error as error:
-                if self._db.in_transaction:
-                    self._db.rollback()
-                raise ClientStateError(f"client state failure: {error}") from None
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction, committed durably on success, rolled back otherwise."""
-        with self._locked() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.rollback()
-                raise
-            db.commit()
 
     # secrets
 

@@ -23,11 +23,11 @@ from __future__ import annotations
 import enum
 import os
 import sqlite3
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mixnode.sqlite_store import SqliteStore
 
 Rng = Callable[[int], bytes]
 
@@ -118,42 +118,21 @@ class MailboxCounts:
     payload_bytes: int
 
 
-class MailboxStore:
+class MailboxStore(SqliteStore):
     """The mailboxes of one gateway. `now` (float seconds) is always passed in."""
+
+    SCHEMA = _SCHEMA
+    APPLICATION_ID = APPLICATION_ID
+    SCHEMA_VERSION = SCHEMA_VERSION
+    KIND = "mailbox store"
+    ERROR = MailboxStorageError
 
     def __init__(self, path: Path, limits: MailboxLimits, *, rng: Rng = os.urandom) -> None:
         self._path = Path(path)
         self._limits = limits
         self._rng = rng
-        self._lock = threading.Lock()
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as error:
-            raise MailboxStorageError(f"cannot open the mailbox store: {error}") from error
-        try:
-            self._open_schema()
-        except BaseException:
-            self._db.close()
-            raise
-
-    def _open_schema(self) -> None:
-        with self._transaction() as db:
-            db.execute("PRAGMA journal_mode=WAL").fetchone()
-            db.execute("PRAGMA synchronous=FULL")
-            application_id = db.execute("PRAGMA application_id").fetchone()[0]
-            tables = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
-            if application_id == 0 and tables == 0:
-                db.executescript(
-                    f"BEGIN IMMEDIATE; {_SCHEMA}"
-                    f"PRAGMA application_id={APPLICATION_ID};"
-                    f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
-                )
-            elif application_id != APPLICATION_ID:
-                raise MailboxStorageError("the database file is not a trimix mailbox store")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version != SCHEMA_VERSION:
-                raise MailboxStorageError(f"unsupported mailbox store version {version}")
+        self._open(self._path)
 
     def __repr__(self) -> str:
         return f"MailboxStore({self._path.name!r})"
@@ -171,30 +150,6 @@ class MailboxStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One locked section; inside, the caller opens a transaction where it needs one.
-        SQLite errors become `MailboxStorageError` (their text holds no bound values)."""
-        with self._lock:
-            try:
-                yield self._db
-            except sqlite3.Error as error:
-                if self._db.in_transaction:
-                    self._db.rollback()
-                raise MailboxStorageError(f"mailbox store failure: {error}") from error
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A locked write transaction, committed (durably) on success, rolled back otherwise."""
-        with self._transaction() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.rollback()
-                raise
-            db.commit()
 
     # the owner's side
 
@@ -226,7 +181,7 @@ class MailboxStore:
     def mailbox_of(self, owner_key: bytes) -> bytes | None:
         """The id of `owner_key`'s mailbox, or None if it has none."""
         _check_size(owner_key, OWNER_KEY_SIZE, "an owner key")
-        with self._transaction() as db:
+        with self._locked() as db:
             row = db.execute(
                 "SELECT mailbox_id FROM mailboxes WHERE owner_key = ?", (owner_key,)
             ).fetchone()
@@ -240,7 +195,7 @@ class MailboxStore:
         _check_size(owner_key, OWNER_KEY_SIZE, "an owner key")
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise InvalidMailboxRequestError("a fetch limit is a positive integer")
-        with self._transaction() as db:
+        with self._locked() as db:
             if now is not None:
                 self._mark_used(db, owner_key, now)
             rows = db.execute(
@@ -358,7 +313,7 @@ class MailboxStore:
 
     def counts(self) -> MailboxCounts:
         """Totals for metrics: mailboxes, messages and payload bytes held."""
-        with self._transaction() as db:
+        with self._locked() as db:
             mailboxes, messages, payload_bytes = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(message_count), 0), COALESCE(SUM(byte_count), 0)"
                 " FROM mailboxes"
