@@ -101,6 +101,15 @@ async def _restart(processes: TestnetProcesses, node: PlannedNode) -> None:
     await _wait_metric(node, "trimix_consensus_epoch", "", 1)
 
 
+async def _client(gateway: PlannedNode, key: LinkKey, plan: TestnetPlan) -> GatewayClient:
+    """A client link to `gateway`'s client port with static key `key`."""
+    assert gateway.client_port is not None
+    return await GatewayClient.connect(
+        "127.0.0.1", gateway.client_port, key.private_key, gateway.link_public_key,
+        plan.geometry.packet_size,
+    )
+
+
 def _link_key(node: PlannedNode) -> LinkKey:
     return LinkKey(read_secret_file(node.data_dir / "link.key"))
 
@@ -141,10 +150,7 @@ async def test_replay_is_refused_again_after_sigkill_and_restart(
     gateway, exit_ = plan.gateways
     consensus: Consensus = await _fetcher(plan).fetch(plan.clock.epoch_at(time.time()))
     receiver_key = LinkKey.generate()
-    receiver = await GatewayClient.connect(
-        "127.0.0.1", exit_.client_port or 0, receiver_key.private_key, exit_.link_public_key,
-        plan.geometry.packet_size,
-    )
+    receiver = await _client(exit_, receiver_key, plan)
     mailbox = await receiver.register()
     rng = random.Random(9)
     # mix-1a first (the test speaks to it as gateway-1 would), then a mix of each layer.
@@ -243,17 +249,12 @@ async def test_gateway_sigkill_loses_no_stored_message(
     entry, exit_ = plan.gateways
     consensus = await _fetcher(plan).fetch(plan.clock.epoch_at(time.time()))
     receiver_key = LinkKey.generate()
-    size = plan.geometry.packet_size
     assert exit_.client_port is not None and entry.client_port is not None
-    receiver = await GatewayClient.connect(
-        "127.0.0.1", exit_.client_port, receiver_key.private_key, exit_.link_public_key, size
-    )
+    receiver = await _client(exit_, receiver_key, plan)
     mailbox = await receiver.register()
     await receiver.aclose()
     sender_key = LinkKey.generate()
-    sender = await GatewayClient.connect(
-        "127.0.0.1", entry.client_port, sender_key.private_key, entry.link_public_key, size
-    )
+    sender = await _client(entry, sender_key, plan)
     await sender.register()
     stored_before = await _metric(exit_, "trimix_messages_stored_total")
     rng = random.Random(13)
@@ -267,9 +268,7 @@ async def test_gateway_sigkill_loses_no_stored_message(
     await _wait_metric(exit_, "trimix_messages_stored_total", "", stored_before + count)
     processes.kill(exit_.name)
     await _restart(processes, exit_)
-    receiver = await GatewayClient.connect(
-        "127.0.0.1", exit_.client_port, receiver_key.private_key, exit_.link_public_key, size
-    )
+    receiver = await _client(exit_, receiver_key, plan)
     assert await receiver.register() == mailbox
     fetched = []
     with trio.fail_after(20):
@@ -291,13 +290,8 @@ async def test_exit_gateway_answers_the_surb_ack_once_stored(
     consensus = await _fetcher(plan).fetch(plan.clock.epoch_at(time.time()))
     assert entry.client_port is not None and exit_.client_port is not None
     sender_key, receiver_key = LinkKey.generate(), LinkKey.generate()
-    size = geometry.packet_size
-    sender = await GatewayClient.connect(
-        "127.0.0.1", entry.client_port, sender_key.private_key, entry.link_public_key, size
-    )
-    receiver = await GatewayClient.connect(
-        "127.0.0.1", exit_.client_port, receiver_key.private_key, exit_.link_public_key, size
-    )
+    sender = await _client(entry, sender_key, plan)
+    receiver = await _client(exit_, receiver_key, plan)
     own_mailbox = await sender.register()
     their_mailbox = await receiver.register()
     rng = random.Random(17)
@@ -336,17 +330,12 @@ async def test_sigterm_stores_the_mail_it_was_holding(
     entry, exit_ = plan.gateways
     consensus = await _fetcher(plan).fetch(plan.clock.epoch_at(time.time()))
     assert entry.client_port is not None and exit_.client_port is not None
-    size = geometry.packet_size
     receiver_key = LinkKey.generate()
-    receiver = await GatewayClient.connect(
-        "127.0.0.1", exit_.client_port, receiver_key.private_key, exit_.link_public_key, size
-    )
+    receiver = await _client(exit_, receiver_key, plan)
     mailbox = await receiver.register()
     await receiver.aclose()
     sender_key = LinkKey.generate()
-    sender = await GatewayClient.connect(
-        "127.0.0.1", entry.client_port, sender_key.private_key, entry.link_public_key, size
-    )
+    sender = await _client(entry, sender_key, plan)
     await sender.register()
     received_before = await _metric(exit_, "trimix_packets_received_total")
     rng = random.Random(23)
@@ -368,9 +357,7 @@ async def test_sigterm_stores_the_mail_it_was_holding(
     assert trio.current_time() - sent_at < hold / 1000 / 2, "too slow to test the drain"
     assert processes.terminate(exit_.name) == 0
     await _restart(processes, exit_)
-    receiver = await GatewayClient.connect(
-        "127.0.0.1", exit_.client_port, receiver_key.private_key, exit_.link_public_key, size
-    )
+    receiver = await _client(exit_, receiver_key, plan)
     fetched = []
     with trio.fail_after(20):
         while len(fetched) < count:
