@@ -95,7 +95,7 @@ async def smoke_run(
     *,
     packets: int,
     rate: float,
-    settle: float = 5.0,
+    settle: float = 15.0,
     rng: random.Random | None = None,
 ) -> SmokeReport:
     """Send `packets` packets at `rate` per second, each built with the consensus `current()`
