@@ -427,8 +427,8 @@ class NodeDaemon:
     def _on_packet(self, packet: bytes, link: str) -> None:
         self._received[link].inc()
         pipeline = self.pipeline
-        if pipeline is None:
-            self.metrics.packets_dropped.labels("mac").inc()
+        if pipeline is None:  # no consensus yet: no keys to unwrap with
+            self.metrics.packets_dropped.labels("not_ready").inc()
             return
         if self.workers is not None:
             self.workers.submit_nowait(packet, trio.current_time())

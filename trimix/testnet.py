@@ -338,9 +338,32 @@ async def wait_for_consensus(
                 if progress is not None:
                     progress(len(listed), len(wanted))
                 complete = all(consensus.layers) and len(consensus.gateways) >= 2
-                if listed == wanted or (complete and not require_all):
+                if (listed == wanted or (complete and not require_all)) and await _in_service(
+                    plan
+                ):
                     return consensus
             await trio.sleep(0.25)
+
+
+async def _in_service(plan: TestnetPlan) -> bool:
+    """Every node has a consensus in force (its metrics say so): until then a node refuses
+    links from nodes it does not know yet and cannot unwrap packets."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        for node in plan.nodes:
+            try:
+                text = (await client.get(f"http://127.0.0.1:{node.metrics_port}/metrics")).text
+            except httpx.HTTPError:
+                return False
+            epoch = next(
+                (line.rsplit(" ", 1)[1] for line in text.splitlines()
+                 if line.startswith("trimix_consensus_epoch ")),
+                "0",
+            )
+            if float(epoch) < 1:
+                return False
+    return True
 
 
 async def network_drops(plan: TestnetPlan) -> dict[str, int]:
