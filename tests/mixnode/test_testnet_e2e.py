@@ -339,26 +339,31 @@ async def test_sigterm_stores_the_mail_it_was_holding(
     receiver = await _client(exit_, receiver_key, plan)
     mailbox = await receiver.register()
     await receiver.aclose()
-    sender_key = LinkKey.generate()
-    sender = await _client(entry, sender_key, plan)
-    await sender.register()
     received_before = await _metric(exit_, "trimix_packets_received_total")
     rng = random.Random(23)
     count = 10
     hold = consensus.parameters.max_delay_ms  # the exit holds each packet this long
     frame_size = geometry.user_payload_size - geometry.surb_size
-    for _ in range(count):
-        # No delay on the way, then a long one at the exit: when the exit is asked to stop,
-        # it is holding every one of them.
-        path, _ = smoke_path(consensus, entry.node_id, exit_.node_id, mailbox, rng)
-        path = [PathHop(h.node_id, h.public_key, (NodeDelay(0),)) for h in path[:-1]] + [
-            PathHop(exit_.node_id, path[-1].public_key, (Recipient(mailbox), NodeDelay(hold)))
-        ]
-        payload = bytes(geometry.surb_size) + rng.randbytes(frame_size)
-        await sender.send_packet(create_packet(geometry, path, payload))
-    await sender.aclose()
+    # Straight to the exit over a node link, as a layer-3 mix would send them, each to be
+    # held for the longest delay: when the exit is asked to stop, it holds them all.
+    last_mix = plan.node("mix-3a")
+    key = consensus.descriptor(exit_.node_id).sphinx_key(consensus.epoch)
+    packets = [
+        create_packet(
+            geometry,
+            [PathHop(exit_.node_id, key, (Recipient(mailbox), NodeDelay(hold)))],
+            bytes(geometry.surb_size) + rng.randbytes(frame_size),
+        )
+        for _ in range(count)
+    ]
+    link = await open_link(
+        "127.0.0.1", exit_.port, _link_key(last_mix).private_key, exit_.link_public_key,
+        geometry.packet_size,
+    )
+    await link.send_many([Frame(FrameKind.PACKET, packet) for packet in packets])
     await _wait_metric(exit_, "trimix_packets_received_total", "", received_before + count)
     assert processes.terminate(exit_.name) == 0
+    await link.aclose()
     await _restart(processes, exit_)
     receiver = await _client(exit_, receiver_key, plan)
     fetched = []
