@@ -12,10 +12,11 @@ with their replay filters (`ReplayFilters.retire_before`).
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from directory import keyfile
+from directory.errors import ConfigError
 from sphinx_packets import NodeKeys, SphinxKey
 from sphinx_packets.primitives import x25519_public
 
@@ -27,48 +28,18 @@ KEYS_PUBLISHED_AHEAD = 3
 Rng = Callable[[int], bytes]
 
 
-class KeyFileError(Exception):
+class KeyFileError(ConfigError):
     """A key file is missing, unreadable, malformed or readable by others."""
 
 
 def write_secret_file(path: Path, secret: bytes, *, overwrite: bool = False) -> None:
     """Write `secret` as hex to a new file readable by its owner only (no symlinks)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW
-    flags |= os.O_TRUNC if overwrite else os.O_EXCL
-    try:
-        descriptor = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise KeyFileError(f"{path} exists; refusing to overwrite a key") from None
-    except OSError as error:
-        raise KeyFileError(f"cannot write key file {path}: {error.strerror}") from None
-    try:
-        os.fchmod(descriptor, 0o600)
-        os.write(descriptor, secret.hex().encode() + b"\n")
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    keyfile.write_secret_file(path, secret, overwrite=overwrite, error=KeyFileError)
 
 
 def read_secret_file(path: Path, size: int = KEY_SIZE) -> bytes:
     """Read a key written by `write_secret_file`."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as error:
-        raise KeyFileError(f"cannot read key file {path}: {error.strerror}") from None
-    try:
-        mode = os.fstat(descriptor).st_mode
-        text = os.read(descriptor, 4 * size + 8).decode("ascii", "replace").strip()
-    finally:
-        os.close(descriptor)
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(f"key file {path} is accessible by others; chmod 600 it")
-    try:
-        secret = bytes.fromhex(text)
-    except ValueError:
-        raise KeyFileError(f"key file {path} does not hold a hex key") from None
-    if len(secret) != size:
-        raise KeyFileError(f"key file {path} does not hold a {size}-byte key")
-    return secret
+    return keyfile.read_secret_file(path, size, error=KeyFileError)
 
 
 class LinkKey:
