@@ -131,6 +131,16 @@ class ClientAddress:
                     "characters are missing or extra"
                 )
             raise AddressError("the address is mistyped: its checksum does not match")
+        return cls.from_bytes(raw)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> ClientAddress:
+        """The address whose `to_bytes()` is `raw`; `AddressError` otherwise."""
+        if not isinstance(raw, bytes | bytearray | memoryview):
+            raise AddressError(f"address bytes must be bytes, not {type(raw).__name__}")
+        raw = bytes(raw)
+        if len(raw) <= 2 + CHECKSUM_SIZE or not _checksum_matches(raw):
+            raise AddressError("the address bytes are cut short or their checksum does not match")
         body = raw[:-CHECKSUM_SIZE]
         if body[0] != VERSION:
             raise AddressError(

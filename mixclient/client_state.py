@@ -15,6 +15,10 @@ Tables:
     reply_surbs   SURBs received from anonymous senders and not yet used, per conversation,
                   with the epoch whose keys they were built with; taking one deletes it
     delivered     ids of messages handed to the application: exactly once across restarts
+    inbound       fragments received (and acknowledged to the gateway) of messages not yet
+                  whole: a restarted client reassembles from them
+    inbox         whole messages (opened) not yet handed to the application
+    surb_keys     the keys of reply SURBs this client gave away, to open the replies
 
 Durability: WAL with ``synchronous=FULL``; each call is one transaction, committed before
 it returns, so a SIGKILL loses nothing a call returned from. Bounds: the outbox (messages
@@ -39,7 +43,7 @@ from mixnode.sqlite_store import SqliteStore
 
 DATABASE_NAME = "client.sqlite3"
 APPLICATION_ID = 0x544D5843  # "TMXC": marks the file as a trimix client state
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 NODE_ID_SIZE = 32
 MAILBOX_ID_SIZE = 32
 MESSAGE_ID_SIZE = 16
@@ -74,6 +78,22 @@ CREATE TABLE reply_surbs (
 );
 CREATE INDEX reply_surbs_by_conversation ON reply_surbs (conversation, seq);
 CREATE TABLE delivered (seq INTEGER PRIMARY KEY, message_id BLOB NOT NULL UNIQUE);
+CREATE TABLE inbound (
+    message_id BLOB NOT NULL,
+    fragment_index INTEGER NOT NULL,
+    frame BLOB NOT NULL,
+    PRIMARY KEY (message_id, fragment_index)
+) WITHOUT ROWID;
+CREATE TABLE inbox (
+    seq INTEGER PRIMARY KEY,
+    message_id BLOB NOT NULL UNIQUE,
+    envelope BLOB NOT NULL
+);
+CREATE TABLE surb_keys (
+    surb_id BLOB PRIMARY KEY,
+    epoch INTEGER NOT NULL,
+    keys BLOB NOT NULL
+) WITHOUT ROWID;
 """
 
 
@@ -93,6 +113,9 @@ class StateLimits:
     max_surbs_per_conversation: int = 1000
     max_surbs: int = 100_000
     max_delivered: int = 1_000_000
+    max_inbound_bytes: int = 64 * 2**20
+    max_inbox_messages: int = 4096
+    max_surb_keys: int = 100_000
 
     def __post_init__(self) -> None:
         for name in self.__slots__:
@@ -340,6 +363,105 @@ class ClientState(SqliteStore):
                 (self._limits.max_delivered,),
             )
             return True
+
+    # received fragments, whole messages, and the keys of the reply SURBs given away
+
+    def add_inbound(self, frames: Sequence[tuple[bytes, int, bytes]]) -> None:
+        """Keep received fragments `(message id, fragment index, encoded frame)`; ones held
+        already are ignored. `StateFullError` (nothing written) past the byte bound."""
+        for message_id, index, frame in frames:
+            _check_bytes(message_id, MESSAGE_ID_SIZE, "a message id")
+            if not isinstance(index, int) or index < 0 or not isinstance(frame, bytes):
+                raise ClientStateError("an inbound fragment needs an index and bytes")
+        with self._write() as db:
+            held = db.execute("SELECT COALESCE(SUM(LENGTH(frame)), 0) FROM inbound").fetchone()[0]
+            if held + sum(len(f) for _, _, f in frames) > self._limits.max_inbound_bytes:
+                raise StateFullError("the received fragments would pass their byte bound")
+            db.executemany(
+                "INSERT OR IGNORE INTO inbound (message_id, fragment_index, frame) "
+                "VALUES (?, ?, ?)",
+                frames,
+            )
+
+    def inbound_frames(self) -> list[bytes]:
+        """Every fragment kept, message by message, for a restarted client to reassemble."""
+        with self._locked() as db:
+            rows = db.execute(
+                "SELECT frame FROM inbound ORDER BY message_id, fragment_index"
+            ).fetchall()
+        return [bytes(row[0]) for row in rows]
+
+    def complete_inbound(self, message_id: bytes, envelope: bytes | None) -> bool:
+        """Message `message_id` is whole: drop its fragments and, unless `envelope` is None
+        (it could not be opened) or it was delivered or queued before, queue it for the
+        application. True when it was queued. `StateFullError` when the inbox is full
+        (nothing changed)."""
+        _check_bytes(message_id, MESSAGE_ID_SIZE, "a message id")
+        with self._write() as db:
+            known = db.execute(
+                "SELECT 1 FROM delivered WHERE message_id = ? UNION ALL "
+                "SELECT 1 FROM inbox WHERE message_id = ?",
+                (message_id, message_id),
+            ).fetchone()
+            queue = envelope is not None and known is None
+            if queue:
+                count = db.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
+                if count >= self._limits.max_inbox_messages:
+                    raise StateFullError("the inbox is full")
+                db.execute(
+                    "INSERT INTO inbox (message_id, envelope) VALUES (?, ?)",
+                    (message_id, envelope),
+                )
+            db.execute("DELETE FROM inbound WHERE message_id = ?", (message_id,))
+            return queue
+
+    def next_inbox(self) -> tuple[bytes, bytes] | None:
+        """The oldest message queued for the application: (message id, envelope)."""
+        with self._locked() as db:
+            row = db.execute(
+                "SELECT message_id, envelope FROM inbox ORDER BY seq LIMIT 1"
+            ).fetchone()
+        return None if row is None else (bytes(row[0]), bytes(row[1]))
+
+    def deliver_inbox(self, message_id: bytes) -> None:
+        """The application has message `message_id`: out of the inbox, into `delivered`."""
+        _check_bytes(message_id, MESSAGE_ID_SIZE, "a message id")
+        with self._write() as db:
+            db.execute("DELETE FROM inbox WHERE message_id = ?", (message_id,))
+            db.execute(
+                "INSERT OR IGNORE INTO delivered (message_id) VALUES (?)", (message_id,)
+            )
+            db.execute(
+                "DELETE FROM delivered WHERE seq <= (SELECT MAX(seq) FROM delivered) - ?",
+                (self._limits.max_delivered,),
+            )
+
+    def add_surb_keys(self, entries: Sequence[tuple[bytes, int, bytes]]) -> None:
+        """Keep `(SURB id, epoch, SURBKeys bytes)` of reply SURBs given away."""
+        for surb_id, epoch, keys in entries:
+            _check_bytes(surb_id, 16, "a SURB id")
+            if not isinstance(epoch, int) or not isinstance(keys, bytes):
+                raise ClientStateError("SURB keys need an epoch and bytes")
+        with self._write() as db:
+            count = db.execute("SELECT COUNT(*) FROM surb_keys").fetchone()[0]
+            if count + len(entries) > self._limits.max_surb_keys:
+                raise StateFullError("too many reply SURBs are outstanding")
+            db.executemany(
+                "INSERT OR REPLACE INTO surb_keys (surb_id, epoch, keys) VALUES (?, ?, ?)",
+                entries,
+            )
+
+    def surb_keys(self, surb_id: bytes) -> bytes | None:
+        """The keys of reply SURB `surb_id` (they stay: a SURB may be answered once, but a
+        replayed answer is the node's to refuse), or None."""
+        with self._locked() as db:
+            row = db.execute("SELECT keys FROM surb_keys WHERE surb_id = ?", (surb_id,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def forget_surb_keys_before(self, epoch: int) -> int:
+        """Drop the keys of reply SURBs built before `epoch` (no node can carry them)."""
+        with self._write() as db:
+            return db.execute("DELETE FROM surb_keys WHERE epoch < ?", (epoch,)).rowcount
 
     def was_delivered(self, message_id: bytes) -> bool:
         with self._locked() as db:

@@ -7,6 +7,7 @@ fixed-size frame. Each exchange has one deadline for the whole of it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -83,10 +84,11 @@ class GatewayClient:
         with trio.fail_after(self.timeout):
             await self.connection.send(Frame(FrameKind.PACKET, packet))
 
-    async def fetch(self, count: int) -> list[FetchedMessage]:
-        """Ask for `count` frames; the messages among them (the rest are fillers)."""
+    async def fetch(self, count: int, *, ack: Sequence[bytes] = ()) -> list[FetchedMessage]:
+        """Acknowledge `ack` (at most `MAX_ACK` ids), then ask for `count` frames; the
+        messages among them (the rest are fillers). One frame up, `count` frames down."""
         async with self._lock:
-            replies = await self._exchange(Fetch(count), count)
+            replies = await self._exchange(Fetch(count, tuple(ack)), count)
         messages = []
         for reply in replies:
             if isinstance(reply, Message):

@@ -6,7 +6,10 @@ wire shows how many frames pass, never which message they hold (docs/SPEC.md §3
 Client to gateway (after the Noise handshake, which proves the client's static key):
 
     01                       REGISTER       open (or reopen) the mailbox bound to my key
-    02 ‖ count u8            FETCH          send me exactly `count` frames (1..MAX_FETCH)
+    02 ‖ count u8 [‖ n u8 ‖ id 16 × n]
+                             FETCH          first delete these n messages (0..MAX_ACK ids;
+                                            the ack part may be left out when n = 0), then
+                                            send me exactly `count` frames (1..MAX_FETCH)
     03 ‖ n u8 ‖ id 16 × n    ACK            delete these messages (1..MAX_ACK ids)
 
 Gateway to client:
@@ -72,6 +75,10 @@ class Register:
 @dataclass(frozen=True, slots=True)
 class Fetch:
     count: int
+    acks: tuple[bytes, ...] = field(default=(), repr=False)
+    """Messages to delete before fetching: a client that polls on a fixed schedule
+    acknowledges in its next poll, so that its link shows one frame up per poll whatever it
+    received."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +140,31 @@ def encode_request(request: ClientRequest) -> bytes:
     if isinstance(request, Fetch):
         if not 1 <= request.count <= MAX_FETCH:
             raise ControlError(f"a FETCH asks for 1 to {MAX_FETCH} frames")
-        return bytes((FETCH, request.count))
-    ids = request.message_ids
-    if not 1 <= len(ids) <= MAX_ACK:
-        raise ControlError(f"an ACK carries 1 to {MAX_ACK} ids")
-    if any(len(i) != MESSAGE_ID_SIZE for i in ids):
+        if not request.acks:
+            return bytes((FETCH, request.count))
+        return bytes((FETCH, request.count)) + _ack_list(request.acks, 0)
+    return bytes((ACK,)) + _ack_list(request.message_ids, 1)
+
+
+def _ack_list(ids: tuple[bytes, ...], minimum: int) -> bytes:
+    """n u8 ‖ the ids."""
+    if not minimum <= len(ids) <= MAX_ACK:
+        raise ControlError(f"an acknowledgement carries {minimum} to {MAX_ACK} ids")
+    if any(not isinstance(i, bytes) or len(i) != MESSAGE_ID_SIZE for i in ids):
         raise ControlError(f"a message id is {MESSAGE_ID_SIZE} bytes")
-    return bytes((ACK, len(ids))) + b"".join(ids)
+    return bytes((len(ids),)) + b"".join(ids)
+
+
+def _decode_ack_list(body: bytes, minimum: int) -> tuple[bytes, ...] | None:
+    """The ids of `n u8 ‖ ids` filling `body` exactly, or None if malformed."""
+    if not body:
+        return None
+    count = body[0]
+    if not minimum <= count <= MAX_ACK or len(body) != 1 + MESSAGE_ID_SIZE * count:
+        return None
+    return tuple(
+        bytes(body[i : i + MESSAGE_ID_SIZE]) for i in range(1, len(body), MESSAGE_ID_SIZE)
+    )
 
 
 def decode_request(body: bytes) -> ClientRequest:
@@ -149,17 +174,14 @@ def decode_request(body: bytes) -> ClientRequest:
     kind = body[0]
     if kind == REGISTER and len(body) == 1:
         return Register()
-    if kind == FETCH and len(body) == 2 and 1 <= body[1] <= MAX_FETCH:
-        return Fetch(body[1])
-    if kind == ACK and len(body) >= 2:
-        count = body[1]
-        if 1 <= count <= MAX_ACK and len(body) == 2 + MESSAGE_ID_SIZE * count:
-            return Ack(
-                tuple(
-                    bytes(body[i : i + MESSAGE_ID_SIZE])
-                    for i in range(2, len(body), MESSAGE_ID_SIZE)
-                )
-            )
+    if kind == FETCH and len(body) >= 2 and 1 <= body[1] <= MAX_FETCH:
+        acks = () if len(body) == 2 else _decode_ack_list(body[2:], 0)
+        if acks is not None:
+            return Fetch(body[1], acks)
+    if kind == ACK:
+        ids = _decode_ack_list(body[1:], 1)
+        if ids is not None:
+            return Ack(ids)
     raise ControlError("malformed client control message")
 
 

@@ -88,6 +88,11 @@ async def serve_client(
             count("not_registered")
             await _reply(link, [Error(ErrorCode.NOT_REGISTERED)])
         elif isinstance(request, Fetch):
+            if request.acks:
+                await trio.to_thread.run_sync(
+                    partial(mailboxes.ack, owner, list(request.acks), now=now())
+                )
+                count("ack")
             stored = await trio.to_thread.run_sync(
                 partial(mailboxes.fetch, owner, limit=request.count, now=now())
             )

@@ -26,6 +26,8 @@ data_dir = "node-data"              # keys, replay filters, mailboxes, consensus
 listen = "0.0.0.0:30001"            # Noise links from other nodes
 public_address = "203.0.113.7:30001"  # what the descriptor tells the network
 # client_listen = "0.0.0.0:30002"   # gateways only: Noise links from clients
+# public_client_address = "203.0.113.7:30002"  # gateways: what clients are told (the
+#                                     # descriptor's second address); default client_listen
 workers = 1                         # processes for the packet crypto
 
 [metrics]
@@ -89,6 +91,8 @@ class NodeConfig:
     public_host: str
     public_port: int
     client_listen: tuple[str, int] | None
+    public_client: tuple[str, int] | None
+    """A gateway's client address as published (its descriptor's second address)."""
     workers: int
     metrics_listen: tuple[str, int] | None
     clock: EpochClock
@@ -136,6 +140,13 @@ def parse_node_config(document: Mapping[str, Any], *, base: Path) -> NodeConfig:
         client_listen = host_port(_get(node, "client_listen", str, "node"), "node.client_listen")
     elif role is Role.GATEWAY:
         raise NodeConfigError("a gateway needs node.client_listen")
+    public_client = client_listen
+    if "public_client_address" in node:
+        if role is not Role.GATEWAY:
+            raise NodeConfigError("node.public_client_address is for gateways only")
+        public_client = host_port(
+            _get(node, "public_client_address", str, "node"), "node.public_client_address"
+        )
     workers = node.get("workers", 1)
     if type(workers) is not int or not 1 <= workers <= 64:
         raise NodeConfigError("node.workers must be an integer from 1 to 64")
@@ -154,6 +165,7 @@ def parse_node_config(document: Mapping[str, Any], *, base: Path) -> NodeConfig:
         public_host=public[0],
         public_port=public[1],
         client_listen=client_listen,
+        public_client=public_client,
         workers=workers,
         metrics_listen=metrics_listen,
         clock=parse_clock(_table(document, "epoch", required=False)),

@@ -352,10 +352,20 @@ class NodeDaemon:
             role=self.config.role,
             link_key=self.link_key.public_key,
             sphinx_keys=self.keys.public_keys(epoch, 3),
-            addresses=(Address(self.config.public_host, self.public_port),),
+            addresses=self._addresses(),
             version=VERSION,
         )
         return descriptor.to_bytes()
+
+    def _addresses(self) -> tuple[Address, ...]:
+        """The node's link address; a gateway's client address second (SPEC §2.3)."""
+        node = Address(self.config.public_host, self.public_port)
+        if self.config.public_client is None:
+            return (node,)
+        host, port = self.config.public_client
+        if port == 0 and self.bound_client_port is not None:
+            port = self.bound_client_port
+        return (node, Address(host, port))
 
     @property
     def public_port(self) -> int:

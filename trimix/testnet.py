@@ -28,6 +28,7 @@ from directory.errors import ConsensusUnavailableError
 from directory.fetcher import ConsensusFetcher
 from directory.keyfile import write_key_file
 from directory.signatures import SigningKey, node_id
+from mixclient.client_config import client_config_toml
 from mixnode.key_ring import LinkKey, write_secret_file
 from sphinx_packets import Geometry
 
@@ -37,6 +38,8 @@ MIXES_PER_LAYER = 2
 GATEWAYS = 2
 DEFAULT_EPOCH_SECONDS = 6.0
 DEFAULT_MEAN_DELAY_MS = 50
+DEFAULT_CLIENT_RATES = (2.0, 0.5, 0.5)
+"""λ_P, λ_L, λ_D per second: the authorities' defaults."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,26 @@ class TestnetPlan:
     def gateways(self) -> tuple[PlannedNode, ...]:
         return tuple(n for n in self.nodes if n.role == "gateway")
 
+    def client_config(
+        self, name: str, *, gateway: PlannedNode | None = None, suite: str = "x25519"
+    ) -> Path:
+        """Write `clients/<name>/client.toml` for a client of this testnet (state in
+        `clients/<name>/state`), registering at `gateway` (default: drawn at first start)."""
+        home = self.directory / "clients" / name
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = home / "client.toml"
+        path.write_text(
+            client_config_toml(
+                state_dir=home / "state",
+                clock=self.clock,
+                geometry=self.geometry,
+                authorities=self.endpoints,
+                gateway=gateway.node_id if gateway is not None else None,
+                suite=suite,
+            )
+        )
+        return path
+
     def summary(self) -> dict[str, object]:
         return {
             "directory": str(self.directory),
@@ -128,6 +151,7 @@ def plan_testnet(
     epoch_seconds: float = DEFAULT_EPOCH_SECONDS,
     mean_delay_ms: int = DEFAULT_MEAN_DELAY_MS,
     lambda_m: float = 1.0,
+    client_rates: tuple[float, float, float] = DEFAULT_CLIENT_RATES,
     now: Callable[[], float] = time.time,
 ) -> TestnetPlan:
     """Write keys and configurations for a whole network into `directory`."""
@@ -187,6 +211,9 @@ def plan_testnet(
             "[parameters]\n"
             f"mean_delay_ms = {mean_delay_ms}\n"
             f"lambda_m = {lambda_m}\n"
+            f"lambda_p = {client_rates[0]}\n"
+            f"lambda_l = {client_rates[1]}\n"
+            f"lambda_d = {client_rates[2]}\n"
             f"layers = {LAYERS}\n\n" + shared + allowlist
         )
     for planned in nodes:

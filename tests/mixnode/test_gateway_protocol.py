@@ -30,6 +30,11 @@ requests = st.one_of(
     st.just(Register()),
     st.builds(Fetch, st.integers(1, MAX_FETCH)),
     st.builds(
+        Fetch,
+        st.integers(1, MAX_FETCH),
+        st.lists(st.binary(min_size=16, max_size=16), max_size=MAX_ACK).map(tuple),
+    ),
+    st.builds(
         Ack, st.lists(st.binary(min_size=16, max_size=16), min_size=1, max_size=MAX_ACK).map(tuple)
     ),
 )

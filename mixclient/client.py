@@ -1,0 +1,979 @@
+"""`Client`: the Trio driver that joins the sans-I/O client cores to a gateway link.
+
+    async with Client(config) as client:
+        await client.send(address, data)
+        async for message in client.messages(): ...
+
+What runs while the client is open (one nursery, four tasks):
+
+- consensus: `directory.ConsensusFetcher.run` keeps the verified consensus of the current
+  epoch; a new one changes the stream rates, the poll interval and the keys packets use.
+- emitter: the three Poisson streams of `cover_streams.CoverSchedule`. A payload slot takes
+  the next queued real packet (a fragment, a retransmission or a reply) or sends a drop
+  packet; a loop slot sends a loop through the network to the own mailbox; a drop slot a drop
+  packet. Packets are built when their slot comes (fresh route, fresh SURB-ACK), so a real
+  packet costs its slot nothing in time that a cover packet would not. Nothing else puts a
+  packet on the link.
+- link: connects to the gateway (the second address of its descriptor, its Noise key from
+  the consensus), registers, then polls the mailbox on a fixed schedule: one FETCH frame up
+  (carrying the acknowledgements of the previous poll's messages) and `fetch_count` frames
+  down, every `poll_interval`, whatever arrived. A lost link is reopened with jittered
+  backoff; the streams go on meanwhile (real packets whose slot came while the link was down
+  wait for the next slot).
+- timers: retransmissions (`reliability.AckTracker`) and loops that did not come back.
+
+What arrives: SURB-ACKs (SURB replies on the ids of this client's SURB-ACKs, verified with
+their keys), loops (counted back), fragments (kept in the state store before the gateway is
+told to delete them, then reassembled), and SURB replies on the reply SURBs this client gave
+away with an anonymous message. Whole messages are opened (HPKE), queued in the state store
+and handed to `messages()` exactly once.
+
+Durability: a message `send` accepted is in the state store before any packet of it leaves;
+a restarted client resends its unacknowledged fragments. A fragment received is in the store
+before the gateway may delete it. Once `send` has accepted a message, its delivery goes on
+even if the caller stops waiting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from typing import Self
+
+import httpx
+import trio
+
+from directory.consensus import Consensus
+from directory.descriptor import Role
+from directory.fetcher import ConsensusFetcher
+from mixclient.address import ClientAddress
+from mixclient.client_config import ClientConfig
+from mixclient.client_errors import (
+    ClientError,
+    GatewayUnavailableError,
+    MessageTooLargeError,
+    NoReplySurbsError,
+    NotConnectedError,
+    SendFailedError,
+)
+from mixclient.client_state import (
+    ClientState,
+    OutgoingMessage,
+    Registration,
+    StateFullError,
+)
+from mixclient.cover_streams import CoverSchedule, Emission, StreamKind, StreamRates
+from mixclient.e2e import E2EError, E2EKeyPair, open_sealed, seal
+from mixclient.envelope import Envelope, EnvelopeError, EnvelopeKind
+from mixclient.fragments import MAX_USER_MESSAGE_SIZE, Reassembler, fragment
+from mixclient.payload_framing import (
+    Frame,
+    FrameKind,
+    FramingError,
+    decode_frame,
+    decode_user_payload,
+    encode_frame,
+    encode_user_payload,
+)
+from mixclient.reliability import AckTracker, MessageFailed, Retransmit
+from mixclient.routes import RouteError, forward_route, loop_route, surb_route
+from mixnode.gateway_client import FetchedMessage, GatewayClient, GatewayError
+from mixnode.gateway_protocol import MAX_ACK, MessageKind
+from mixnode.link import LinkError
+from mixnode.link_driver import LinkClosed, backoff_delay
+from sphinx_packets import (
+    SphinxError,
+    SURBKeys,
+    create_packet,
+    create_surb_reply,
+    decrypt_surb_payload,
+    new_surb,
+)
+
+log = logging.getLogger(__name__)
+
+MESSAGE_INFO = b"trimix message v1"
+"""The HPKE `info` of every sealed message."""
+MAX_REPLY_SURBS = 100
+"""The most reply SURBs one anonymous message may carry (556 bytes each by default)."""
+LOOP_MARGIN = 5.0
+"""Seconds a loop may take beyond the delays drawn for it before it counts as lost."""
+_LINK_ERRORS = (
+    GatewayError,
+    GatewayUnavailableError,
+    LinkClosed,
+    LinkError,
+    OSError,
+    trio.TooSlowError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+)
+_MAX_TRACKED_LOOPS = 10_000
+_MAX_CONVERSATIONS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ClientStats:
+    """What the client put on its link and what came back (counts since it opened)."""
+
+    packets_sent: int
+    """Every packet put on the link: real and cover."""
+    real_sent: int
+    """Packets that carried a fragment, a retransmission or a reply (payload slots only)."""
+    cover_sent: dict[str, int]
+    """Cover packets by stream: payload (drop in a payload slot), loop, drop."""
+    loops_returned: int
+    loops_lost: int
+    retransmissions: int
+    acks_received: int
+    link_reconnects: int
+    polls: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """A whole message, handed to the application once."""
+
+    data: bytes = field(repr=False)
+    sender: str | None = field(repr=False)
+    """The sender's address (a claim: see mixclient.envelope); None when anonymous."""
+    conversation: str | None = field(repr=False)
+    """Anonymous messages and replies: the token to answer through (`Client.reply`)."""
+    kind: EnvelopeKind
+    received_at: float
+    _client: Client = field(repr=False, compare=False)
+
+    @property
+    def anonymous(self) -> bool:
+        return self.kind is EnvelopeKind.ANONYMOUS
+
+    async def reply(self, data: bytes) -> None:
+        """Answer: through the SURBs of an anonymous message, to the sender's address of a
+        direct one, and anonymously again in a conversation this client began."""
+        if self.kind is EnvelopeKind.DIRECT:
+            assert self.sender is not None
+            await self._client.send(self.sender, data)
+        else:
+            assert self.conversation is not None
+            await self._client.reply(self.conversation, data)
+
+
+@dataclass(frozen=True, slots=True)
+class _FragmentJob:
+    message_id: bytes = field(repr=False)
+    index: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _ReplyJob:
+    first_hop: bytes = field(repr=False)
+    packet: bytes = field(repr=False)
+    sent: trio.Event | None = None
+
+
+_Job = _FragmentJob | _ReplyJob
+
+
+@dataclass(eq=False)
+class _Outgoing:
+    recipient: ClientAddress
+    frames: tuple[Frame, ...]
+    done: trio.Event = field(default_factory=trio.Event)
+    error: ClientError | None = None
+    surb_ids: dict[int, list[bytes]] = field(default_factory=dict)
+
+
+class Client:
+    """A trimix client: its address, sending, receiving. Open it with `async with`."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        rng: random.Random | None = None,
+        on_emit: Callable[[float, bool], None] | None = None,
+    ) -> None:
+        """`rng` draws routes, delays and stream times (seed it for a reproducible
+        schedule); keys and ids always come from the operating system. `on_emit(time, real)`
+        is called for every packet put on the link (for tests and the demo's counts)."""
+        self.config = config
+        self._rng = rng if rng is not None else random.SystemRandom()
+        self._on_emit = on_emit
+        self._running = False
+        self._counts: dict[str, int] = dict.fromkeys(
+            (
+                "packets_sent", "real_sent", "cover_payload", "cover_loop", "cover_drop",
+                "loops_returned", "loops_lost", "retransmissions", "acks_received",
+                "link_reconnects", "polls",
+            ),
+            0,
+        )
+        self._outgoing: dict[bytes, _Outgoing] = {}
+        self._ack_keys: dict[bytes, tuple[SURBKeys, bytes, int]] = {}
+        self._loops: OrderedDict[bytes, float] = OrderedDict()
+        self._conversations: OrderedDict[bytes, ClientAddress] = OrderedDict()
+        self._acks_to_send: list[bytes] = []
+        self._inbox_event = trio.Event()
+        self._link_up = trio.Event()
+        self._gateway: GatewayClient | None = None
+        self._consumer = False
+
+    # --- the public API --------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """This client's address: paste it to whoever should write to it."""
+        return self._own_address().to_string()
+
+    @property
+    def stats(self) -> ClientStats:
+        c = self._counts
+        return ClientStats(
+            packets_sent=c["packets_sent"],
+            real_sent=c["real_sent"],
+            cover_sent={"payload": c["cover_payload"], "loop": c["cover_loop"],
+                        "drop": c["cover_drop"]},
+            loops_returned=c["loops_returned"],
+            loops_lost=c["loops_lost"],
+            retransmissions=c["retransmissions"],
+            acks_received=c["acks_received"],
+            link_reconnects=c["link_reconnects"],
+            polls=c["polls"],
+        )
+
+    async def send(self, address: str | ClientAddress, data: bytes) -> None:
+        """Send `data` (1 byte to 1 MiB) to `address`; returns once every fragment is
+        acknowledged by the recipient's gateway. `SendFailedError` after the bounded tries."""
+        recipient = self._recipient(address)
+        payload = _message_data(data)
+        await self._send_envelope(
+            recipient, Envelope(EnvelopeKind.DIRECT, payload, sender=self._own_address())
+        )
+
+    async def send_anonymous(
+        self, address: str | ClientAddress, data: bytes, *, reply_surbs: int = 10
+    ) -> None:
+        """Send `data` without any address of this client; the recipient may answer
+        through the `reply_surbs` SURBs it carries (built for the current epoch's keys, so
+        usable until the end of the next epoch)."""
+        recipient = self._recipient(address)
+        payload = _message_data(data)
+        if isinstance(reply_surbs, bool) or not isinstance(reply_surbs, int):
+            raise TypeError("reply_surbs must be an integer")
+        if not 0 <= reply_surbs <= MAX_REPLY_SURBS:
+            raise ValueError(f"reply_surbs must be from 0 to {MAX_REPLY_SURBS}")
+        conversation = os.urandom(16)
+        envelope = await self._anonymous_envelope(recipient, payload, conversation, reply_surbs)
+        self._remember_conversation(conversation, recipient)
+        await self._send_envelope(recipient, envelope)
+
+    async def reply(self, conversation: str, data: bytes) -> None:
+        """Answer in `conversation` (a `ReceivedMessage.conversation`): through the SURBs an
+        anonymous sender gave (`NoReplySurbsError` at once when too few are left), or, in a
+        conversation this client began anonymously, anonymously again. Returns when the
+        reply's packets are on the link (replies on SURBs cannot be acknowledged)."""
+        self._require_running()
+        try:
+            token = bytes.fromhex(conversation)
+        except (TypeError, ValueError):
+            raise ClientError("a conversation token is a hex string") from None
+        if len(token) != 16:
+            raise ClientError("a conversation token is 32 hex digits")
+        payload = _message_data(data)
+        peer = self._conversations.get(token)
+        if peer is not None:
+            envelope = await self._anonymous_envelope(peer, payload, token, 10)
+            await self._send_envelope(peer, envelope)
+            return
+        await self._reply_on_surbs(token, payload)
+
+    def reply_surbs_left(self, conversation: str) -> int:
+        """Unused reply SURBs of `conversation` (some may have expired)."""
+        self._require_running()
+        return self._state.count_reply_surbs(bytes.fromhex(conversation))
+
+    async def messages(self) -> AsyncIterator[ReceivedMessage]:
+        """Whole messages as they arrive, each once (also across restarts). One consumer at
+        a time."""
+        self._require_running()
+        if self._consumer:
+            raise ClientError("messages() already has a consumer")
+        self._consumer = True
+        try:
+            while True:
+                event = self._inbox_event
+                item = await trio.to_thread.run_sync(self._state.next_inbox)
+                if item is None:
+                    await event.wait()
+                    continue
+                message_id, raw = item
+                await trio.to_thread.run_sync(self._state.deliver_inbox, message_id)
+                try:
+                    envelope = Envelope.from_bytes(raw, self.config.geometry.surb_size)
+                except EnvelopeError:  # checked when queued: a damaged state store
+                    log.warning("a queued message could not be read; skipped")
+                    continue
+                yield self._received(envelope)
+        finally:
+            self._consumer = False
+
+    # --- opening and closing ---------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._running:
+            raise ClientError("this client is already open")
+        self._state = await trio.to_thread.run_sync(ClientState, self.config.state_dir)
+        self._http = httpx.AsyncClient(timeout=self.config.link_timeout)
+        self._nursery_manager = trio.open_nursery()
+        self._nursery = await self._nursery_manager.__aenter__()
+        try:
+            await self._start(self._nursery)
+        except BaseException as error:
+            self._nursery.cancel_scope.cancel()
+            if not await self._close(type(error), error, error.__traceback__):
+                raise
+        self._running = True
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> bool:
+        self._running = False
+        self._nursery.cancel_scope.cancel()
+        return await self._close(exc_type, exc, tb)
+
+    async def _close(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> bool:
+        """Stop the tasks and release everything; True if `exc` is to be suppressed."""
+        try:
+            with trio.CancelScope(shield=True):
+                await self._drop_link()
+                await self._http.aclose()
+            try:
+                return bool(await self._nursery_manager.__aexit__(exc_type, exc, tb))  # type: ignore[arg-type]
+            except BaseExceptionGroup as group:
+                # The body's own exception comes back wrapped: let it propagate as it was.
+                if exc is not None and len(group.exceptions) == 1 and group.exceptions[0] is exc:
+                    return False
+                raise
+        finally:
+            for outgoing in self._outgoing.values():
+                if not outgoing.done.is_set():
+                    outgoing.error = NotConnectedError("the client closed before it was sent")
+                    outgoing.done.set()
+            self._state.close()
+
+    async def _start(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        config = self.config
+        state = self._state
+        link_private = await trio.to_thread.run_sync(
+            state.secret, "link_key", lambda: os.urandom(32)
+        )
+        e2e_raw = await trio.to_thread.run_sync(
+            state.secret, "e2e_key", lambda: E2EKeyPair.generate(config.suite).private_bytes()
+        )
+        self._link_private = link_private
+        self._e2e = E2EKeyPair.from_private_bytes(e2e_raw)
+        fetcher = ConsensusFetcher(
+            config.authorities,
+            config.geometry,
+            config.clock,
+            cache_dir=config.state_dir / "consensus",
+            rng=random.Random(),
+            threshold=config.threshold,
+            http_client=self._http,
+        )
+        self._consensus: Consensus = await nursery.start(
+            lambda task_status: fetcher.run(
+                on_consensus=self._on_consensus, task_status=task_status
+            )
+        )
+        registration = await trio.to_thread.run_sync(state.registration)
+        gateway_id = self._choose_gateway(registration)
+        self._gateway_id = gateway_id
+        self._mailbox_id = registration.mailbox_id if registration is not None else None
+        with trio.fail_after(max(30.0, 3 * config.link_timeout)):
+            while self._gateway is None:  # the first link is opened before the address is known
+                try:
+                    await self._open_link()
+                except _LINK_ERRORS as error:
+                    log.info("gateway not reachable yet (%s); retrying", type(error).__name__)
+                    await trio.sleep(1.0)
+        now = trio.current_time()
+        parameters = self._consensus.parameters
+        self._schedule: CoverSchedule[_Job] = CoverSchedule(
+            StreamRates.from_parameters(parameters),
+            rng=self._rng,
+            now=now,
+            queue_capacity=1 << 20,
+        )
+        self._poll_interval = config.poll_interval(parameters.lambda_p, parameters.lambda_l)
+        self._tracker = AckTracker(config.retry, max_messages=1 << 16, max_fragments=1 << 22)
+        self._reassembler = Reassembler(config.geometry)
+        self._pending = trio.Semaphore(config.max_pending_messages)
+        await self._restore()
+        nursery.start_soon(self._emit_forever)
+        nursery.start_soon(self._link_forever)
+        nursery.start_soon(self._timers_forever)
+
+    def _choose_gateway(self, registration: Registration | None) -> bytes:
+        wanted = self.config.gateway
+        if registration is not None:
+            if wanted is not None and wanted != registration.gateway_id:
+                raise ClientError(
+                    "this state directory is registered at another gateway than the "
+                    "configured one: use a fresh state directory to move"
+                )
+            return registration.gateway_id
+        if wanted is not None:
+            return wanted
+        gateways = self._gateways(self._consensus)
+        if not gateways:
+            raise GatewayUnavailableError("the consensus lists no gateway")
+        return random.SystemRandom().choice(gateways)
+
+    async def _restore(self) -> None:
+        """Resume the outbox and the reassembly a previous run left."""
+        geometry = self.config.geometry
+        for message in await trio.to_thread.run_sync(self._state.pending_outgoing):
+            try:
+                recipient = ClientAddress.parse(message.recipient)
+            except ValueError:
+                await trio.to_thread.run_sync(self._state.finish_outgoing, message.message_id)
+                continue
+            frames = fragment(message.message_id, FrameKind.DATA, message.body, geometry)
+            self._track(message.message_id, recipient, frames, message.acked)
+        for stored in await trio.to_thread.run_sync(self._state.inbound_frames):
+            try:
+                frame = decode_frame(geometry, stored[1:])
+            except FramingError:
+                continue
+            whole = self._reassembler.add(frame, trio.current_time())
+            if whole is not None:
+                await self._complete(frame.message_id, whole, via_surb=stored[0] == 1)
+
+    # --- consensus and link ----------------------------------------------------------------
+
+    async def _on_consensus(self, consensus: Consensus) -> None:
+        self._consensus = consensus
+        schedule = getattr(self, "_schedule", None)
+        if schedule is not None:
+            parameters = consensus.parameters
+            schedule.set_rates(StreamRates.from_parameters(parameters), trio.current_time())
+            self._poll_interval = self.config.poll_interval(
+                parameters.lambda_p, parameters.lambda_l
+            )
+            # Reply SURBs built two epochs ago can no longer be carried: no node has the keys.
+            await trio.to_thread.run_sync(
+                self._state.forget_surb_keys_before, consensus.epoch - 2
+            )
+
+    async def _open_link(self) -> None:
+        try:
+            descriptor = self._consensus.descriptor(self._gateway_id)
+        except KeyError:
+            raise GatewayUnavailableError("the gateway is not in the consensus") from None
+        if descriptor.role is not Role.GATEWAY or len(descriptor.addresses) < 2:
+            raise GatewayUnavailableError("the gateway's descriptor lists no client address")
+        address = descriptor.addresses[1]
+        gateway = await GatewayClient.connect(
+            address.host,
+            address.port,
+            self._link_private,
+            descriptor.link_key,
+            self.config.geometry.packet_size,
+            timeout=self.config.link_timeout,
+        )
+        try:
+            mailbox_id = await gateway.register()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await gateway.aclose()
+            raise
+        if mailbox_id != self._mailbox_id:
+            if self._mailbox_id is not None:
+                log.warning("the gateway gave this client a new mailbox: its address changed")
+            await trio.to_thread.run_sync(
+                self._state.set_registration, Registration(self._gateway_id, mailbox_id)
+            )
+            self._mailbox_id = mailbox_id
+        self._gateway = gateway
+        self._link_up.set()
+
+    async def _link_forever(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                if self._gateway is None:
+                    await self._open_link()
+                    self._counts["link_reconnects"] += 1
+                    log.info("gateway link reopened")
+                attempt = 0
+                await self._poll_forever(self._gateway)
+            except _LINK_ERRORS as error:
+                log.info("gateway link lost (%s)", type(error).__name__)
+            await self._drop_link()
+            attempt += 1
+            await trio.sleep(backoff_delay(attempt, initial=0.5, maximum=30.0, rng=self._rng))
+
+    async def _drop_link(self) -> None:
+        gateway, self._gateway = self._gateway, None
+        self._link_up = trio.Event()
+        if gateway is not None:
+            with trio.CancelScope(shield=True):
+                await gateway.aclose()
+
+    async def _poll_forever(self, gateway: GatewayClient | None) -> None:
+        assert gateway is not None
+        next_poll = trio.current_time()
+        while True:
+            acks = self._acks_to_send[:MAX_ACK]
+            fetched = await gateway.fetch(self.config.fetch_count, ack=acks)
+            del self._acks_to_send[: len(acks)]
+            self._counts["polls"] += 1
+            self._acks_to_send.extend(await self._take(fetched))
+            next_poll = max(next_poll + self._poll_interval, trio.current_time())
+            await trio.sleep_until(next_poll)
+
+    # --- what arrives ----------------------------------------------------------------------
+
+    async def _take(self, fetched: list[FetchedMessage]) -> list[bytes]:
+        """Handle one poll's messages; the gateway ids that may now be deleted."""
+        geometry = self.config.geometry
+        done: list[bytes] = []
+        keep: list[tuple[bytes, Frame, bool, bytes]] = []  # (gateway id, frame, via SURB, stored)
+        for item in fetched:
+            delivery = item.message
+            if delivery.kind is MessageKind.SURB_REPLY:
+                acked = self._ack_keys.get(delivery.surb_id)
+                if acked is not None:
+                    await self._on_ack(delivery.surb_id, delivery.payload, acked)
+                    done.append(item.message_id)
+                    continue
+                frame = await self._open_reply(delivery.surb_id, delivery.payload)
+                if frame is None:
+                    done.append(item.message_id)  # a late ACK of a finished message, or junk
+                    continue
+                stored = b"\x01" + encode_frame(geometry, frame)
+                keep.append((item.message_id, frame, True, stored))
+                continue
+            try:
+                frame = decode_frame(geometry, delivery.payload)
+            except FramingError:
+                done.append(item.message_id)
+                continue
+            if frame.kind is FrameKind.LOOP:
+                if self._loops.pop(frame.message_id, None) is not None:
+                    self._counts["loops_returned"] += 1
+            elif frame.kind is FrameKind.DATA:
+                keep.append((item.message_id, frame, False, b"\x00" + delivery.payload))
+                continue
+            done.append(item.message_id)
+        if not keep:
+            return done
+        try:
+            await trio.to_thread.run_sync(
+                self._state.add_inbound,
+                [(f.message_id, f.fragment_index, stored) for _, f, _, stored in keep],
+            )
+        except StateFullError:
+            log.warning("received fragments are past their bound: left at the gateway")
+            return done
+        now = trio.current_time()
+        for gateway_id, frame, via_surb, _ in keep:
+            done.append(gateway_id)
+            whole = self._reassembler.add(frame, now)
+            if whole is not None:
+                await self._complete(frame.message_id, whole, via_surb=via_surb)
+        return done
+
+    async def _open_reply(self, surb_id: bytes, payload: bytes) -> Frame | None:
+        """The frame a reply on one of this client's reply SURBs holds, re-keyed so that
+        it reassembles apart from forward fragments; None if it is not one."""
+        raw = await trio.to_thread.run_sync(self._state.surb_keys, surb_id)
+        if raw is None:
+            return None
+        try:
+            keys = SURBKeys.from_bytes(raw)
+            user_payload = decrypt_surb_payload(self.config.geometry, keys, surb_id, payload)
+            _, frame = decode_user_payload(self.config.geometry, user_payload)
+        except (SphinxError, FramingError, ValueError):
+            return None
+        if frame.kind is not FrameKind.DATA:
+            return None
+        return replace(frame, message_id=_reply_key(frame.message_id))
+
+    async def _complete(self, message_id: bytes, body: bytes, *, via_surb: bool) -> None:
+        """A message is whole: open it and queue it for the application."""
+        opened: bytes | None
+        envelope: Envelope | None = None
+        try:
+            opened = body if via_surb else open_sealed(self._e2e, body, info=MESSAGE_INFO)
+            envelope = Envelope.from_bytes(opened, self.config.geometry.surb_size)
+            if via_surb != (envelope.kind is EnvelopeKind.REPLY):
+                raise EnvelopeError("a reply must come on a SURB, and only a reply")
+        except (E2EError, EnvelopeError):
+            log.info("a received message could not be opened; dropped")
+            opened = None
+        try:
+            queued = await trio.to_thread.run_sync(
+                self._state.complete_inbound, message_id, opened
+            )
+        except StateFullError:
+            log.warning("the inbox is full: a received message waits in its fragments")
+            return
+        if queued and envelope is not None and envelope.surbs:
+            assert envelope.conversation is not None
+            try:
+                await trio.to_thread.run_sync(
+                    self._state.add_reply_surbs,
+                    envelope.conversation,
+                    envelope.surb_epoch,
+                    list(envelope.surbs),
+                )
+            except StateFullError:
+                log.warning("too many reply SURBs held: these were dropped")
+        if queued:
+            self._inbox_event.set()
+            self._inbox_event = trio.Event()
+
+    async def _on_ack(
+        self, surb_id: bytes, payload: bytes, entry: tuple[SURBKeys, bytes, int]
+    ) -> None:
+        keys, message_id, index = entry
+        try:
+            decrypt_surb_payload(self.config.geometry, keys, surb_id, payload)
+        except SphinxError:
+            log.info("a forged or damaged SURB-ACK was ignored")
+            return
+        result = self._tracker.on_ack(surb_id)
+        outgoing = self._outgoing.get(message_id)
+        if outgoing is not None:
+            for known in outgoing.surb_ids.pop(index, []):
+                self._ack_keys.pop(known, None)
+        if result is None:
+            return
+        self._counts["acks_received"] += 1
+        await trio.to_thread.run_sync(self._state.mark_fragment_acked, message_id, index)
+        if result.message_done:
+            await trio.to_thread.run_sync(self._state.finish_outgoing, message_id)
+            self._finish(message_id, None)
+
+    def _finish(self, message_id: bytes, error: ClientError | None) -> None:
+        outgoing = self._outgoing.pop(message_id, None)
+        if outgoing is None:
+            return
+        for ids in outgoing.surb_ids.values():
+            for surb_id in ids:
+                self._ack_keys.pop(surb_id, None)
+        outgoing.error = error
+        outgoing.done.set()
+
+    # --- what leaves -----------------------------------------------------------------------
+
+    async def _send_envelope(self, recipient: ClientAddress, envelope: Envelope) -> None:
+        self._require_running()
+        geometry = self.config.geometry
+        try:
+            body = seal(
+                recipient.suite,
+                recipient.public_key,
+                envelope.to_bytes(geometry.surb_size),
+                info=MESSAGE_INFO,
+            )
+        except E2EError as error:
+            raise ClientError(f"cannot seal to this address: {error}") from None
+        message_id = os.urandom(16)
+        frames = fragment(message_id, FrameKind.DATA, body, geometry)
+        async with self._pending:
+            await trio.to_thread.run_sync(
+                self._state.accept_outgoing,
+                OutgoingMessage(message_id, recipient.to_string(), body, len(frames), time.time()),
+            )
+            outgoing = self._track(message_id, recipient, frames, frozenset())
+            await outgoing.done.wait()
+        if outgoing.error is not None:
+            raise outgoing.error
+
+    def _track(
+        self,
+        message_id: bytes,
+        recipient: ClientAddress,
+        frames: tuple[Frame, ...],
+        acked: frozenset[int],
+    ) -> _Outgoing:
+        outgoing = _Outgoing(recipient, frames)
+        self._outgoing[message_id] = outgoing
+        self._tracker.add_message(message_id, len(frames), acked=acked)
+        for index in range(len(frames)):
+            if index not in acked:
+                self._schedule.queue.put(_FragmentJob(message_id, index))
+        return outgoing
+
+    async def _anonymous_envelope(
+        self, recipient: ClientAddress, data: bytes, conversation: bytes, reply_surbs: int
+    ) -> Envelope:
+        consensus = self._consensus
+        surbs: list[bytes] = []
+        keys: list[tuple[bytes, int, bytes]] = []
+        try:
+            for _ in range(reply_surbs):
+                route = surb_route(
+                    consensus,
+                    self._gateway_id,
+                    self._own_mailbox(),
+                    self._rng,
+                    first_hop_id=recipient.gateway_id,
+                )
+                surb, surb_keys = new_surb(self.config.geometry, route.hops)
+                surbs.append(surb.to_bytes())
+                keys.append((surb_keys.surb_id, consensus.epoch, surb_keys.to_bytes()))
+        except RouteError as error:
+            raise ClientError(f"cannot build reply SURBs: {error}") from None
+        if keys:
+            await trio.to_thread.run_sync(self._state.add_surb_keys, keys)
+        return Envelope(
+            EnvelopeKind.ANONYMOUS,
+            data,
+            conversation=conversation,
+            surb_epoch=consensus.epoch,
+            surbs=tuple(surbs),
+        )
+
+    async def _reply_on_surbs(self, conversation: bytes, data: bytes) -> None:
+        geometry = self.config.geometry
+        body = Envelope(EnvelopeKind.REPLY, data, conversation=conversation).to_bytes(
+            geometry.surb_size
+        )
+        frames = fragment(os.urandom(16), FrameKind.DATA, body, geometry)
+        left = await trio.to_thread.run_sync(self._state.count_reply_surbs, conversation)
+        if left < len(frames):
+            raise NoReplySurbsError(
+                f"the reply needs {len(frames)} SURBs and {left} are left in this conversation"
+            )
+        jobs: list[_ReplyJob] = []
+        min_epoch = self._consensus.epoch - 1
+        for frame in frames:
+            surb = await trio.to_thread.run_sync(
+                lambda: self._state.take_reply_surb(conversation, min_epoch=min_epoch)
+            )
+            if surb is None:
+                raise NoReplySurbsError("the conversation's SURBs have expired")
+            try:
+                first_hop, packet = create_surb_reply(
+                    geometry, surb, encode_user_payload(geometry, frame)
+                )
+            except SphinxError:
+                raise ClientError("a reply SURB is malformed") from None
+            if first_hop != self._gateway_id:
+                raise ClientError("the reply SURBs lead through another gateway than this one")
+            jobs.append(_ReplyJob(first_hop, packet))
+        sent = trio.Event()
+        jobs[-1] = _ReplyJob(jobs[-1].first_hop, jobs[-1].packet, sent)
+        for job in jobs:
+            self._schedule.queue.put(job, urgent=True)
+        await sent.wait()
+
+    async def _emit_forever(self) -> None:
+        while True:
+            wait = self._schedule.wait_time(trio.current_time())
+            await trio.sleep(min(wait, 1.0))  # wake at least each second: rates may change
+            for emission in self._schedule.due(trio.current_time()):
+                await self._emit(emission)
+
+    async def _emit(self, emission: Emission[_Job]) -> None:
+        job = emission.packet
+        now = trio.current_time()
+        if isinstance(job, _ReplyJob):
+            if await self._put_on_link(job.packet, real=True):
+                if job.sent is not None:
+                    job.sent.set()
+            else:
+                self._schedule.queue.put(job, urgent=True)
+            return
+        if isinstance(job, _FragmentJob) and self._tracker.is_pending(job.message_id, job.index):
+            built = self._fragment_packet(job)
+            if built is None:
+                await self._put_on_link(self._drop_packet(), real=False, stream="payload")
+                return
+            packet, keys, forward_ms, ack_ms = built
+            if not await self._put_on_link(packet, real=True):
+                self._schedule.queue.put(job, urgent=True)
+                return
+            self._tracker.sent(
+                job.message_id, job.index, keys.surb_id, now,
+                forward_delay_ms=forward_ms, ack_delay_ms=ack_ms,
+            )
+            outgoing = self._outgoing.get(job.message_id)
+            if outgoing is not None:
+                self._ack_keys[keys.surb_id] = (keys, job.message_id, job.index)
+                outgoing.surb_ids.setdefault(job.index, []).append(keys.surb_id)
+            return
+        # A cover slot (or a real slot whose fragment was acknowledged meanwhile).
+        if emission.kind is StreamKind.LOOP:
+            await self._put_on_link(self._loop_packet(now), real=False, stream="loop")
+        else:
+            await self._put_on_link(self._drop_packet(), real=False, stream=emission.kind.value)
+
+    def _fragment_packet(self, job: _FragmentJob) -> tuple[bytes, SURBKeys, int, int] | None:
+        outgoing = self._outgoing.get(job.message_id)
+        if outgoing is None:
+            return None
+        consensus = self._consensus
+        geometry = self.config.geometry
+        recipient = outgoing.recipient
+        try:
+            route = forward_route(
+                consensus, self._gateway_id, recipient.gateway_id, recipient.mailbox_id, self._rng
+            )
+            ack_route = surb_route(consensus, self._gateway_id, self._own_mailbox(), self._rng)
+        except RouteError:
+            # The recipient's gateway is not in this consensus: the try is spent, its timer
+            # runs, and the message fails after its tries unless the gateway comes back.
+            self._tracker.sent(
+                job.message_id, job.index, os.urandom(16), trio.current_time(),
+                forward_delay_ms=0, ack_delay_ms=0,
+            )
+            return None
+        surb, keys = new_surb(geometry, ack_route.hops)
+        payload = encode_user_payload(geometry, outgoing.frames[job.index], surb.to_bytes())
+        packet = create_packet(geometry, route.hops, payload)
+        return packet, keys, route.delay_ms, ack_route.delay_ms
+
+    def _loop_packet(self, now: float) -> bytes:
+        geometry = self.config.geometry
+        loop_id = os.urandom(16)
+        route = loop_route(self._consensus, self._gateway_id, self._own_mailbox(), self._rng)
+        frame = Frame(FrameKind.LOOP, loop_id, 0, 1, 0, b"")
+        self._loops[loop_id] = now + route.delay_ms / 1000 + LOOP_MARGIN
+        while len(self._loops) > _MAX_TRACKED_LOOPS:
+            self._loops.popitem(last=False)
+            self._counts["loops_lost"] += 1
+        return create_packet(geometry, route.hops, encode_user_payload(geometry, frame))
+
+    def _drop_packet(self) -> bytes:
+        """A packet through every layer to a random gateway and a mailbox nobody has."""
+        geometry = self.config.geometry
+        gateways = self._gateways(self._consensus)
+        frame = Frame(FrameKind.DROP, os.urandom(16), 0, 1, 0, b"")
+        route = forward_route(
+            self._consensus, self._gateway_id, self._rng.choice(gateways), os.urandom(32),
+            self._rng,
+        )
+        return create_packet(geometry, route.hops, encode_user_payload(geometry, frame))
+
+    async def _put_on_link(self, packet: bytes, *, real: bool, stream: str = "") -> bool:
+        gateway = self._gateway
+        if gateway is None:
+            return False
+        try:
+            await gateway.send_packet(packet)
+        except _LINK_ERRORS:
+            return False  # the link task notices and reopens it
+        now = trio.current_time()
+        self._counts["packets_sent"] += 1
+        if real:
+            self._counts["real_sent"] += 1
+        else:
+            self._counts[f"cover_{stream}"] += 1
+        if self._on_emit is not None:
+            self._on_emit(now, real)
+        return True
+
+    async def _timers_forever(self) -> None:
+        while True:
+            await trio.sleep(0.1)
+            now = trio.current_time()
+            for action in self._tracker.due(now):
+                if isinstance(action, Retransmit):
+                    self._counts["retransmissions"] += 1
+                    self._schedule.queue.put(
+                        _FragmentJob(action.message_id, action.fragment_index), urgent=True
+                    )
+                elif isinstance(action, MessageFailed):
+                    await trio.to_thread.run_sync(
+                        self._state.finish_outgoing, action.message_id
+                    )
+                    self._finish(
+                        action.message_id,
+                        SendFailedError(
+                            f"a fragment went unacknowledged {action.tries} times: "
+                            "the message was not delivered"
+                        ),
+                    )
+            while self._loops:
+                loop_id, deadline = next(iter(self._loops.items()))
+                if deadline > now:
+                    break
+                del self._loops[loop_id]
+                self._counts["loops_lost"] += 1
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _require_running(self) -> None:
+        if not self._running:
+            raise NotConnectedError("the client is not open: use `async with Client(config)`")
+
+    def _own_mailbox(self) -> bytes:
+        if self._mailbox_id is None:
+            raise NotConnectedError("the client has no mailbox yet")
+        return self._mailbox_id
+
+    def _own_address(self) -> ClientAddress:
+        self._require_running()
+        return ClientAddress(
+            self._gateway_id, self._own_mailbox(), self._e2e.suite, self._e2e.public_key
+        )
+
+    def _recipient(self, address: str | ClientAddress) -> ClientAddress:
+        self._require_running()
+        if isinstance(address, ClientAddress):
+            return address
+        return ClientAddress.parse(address)
+
+    def _remember_conversation(self, conversation: bytes, peer: ClientAddress) -> None:
+        self._conversations[conversation] = peer
+        while len(self._conversations) > _MAX_CONVERSATIONS:
+            self._conversations.popitem(last=False)
+
+    def _received(self, envelope: Envelope) -> ReceivedMessage:
+        return ReceivedMessage(
+            data=envelope.data,
+            sender=envelope.sender.to_string() if envelope.sender is not None else None,
+            conversation=envelope.conversation.hex() if envelope.conversation else None,
+            kind=envelope.kind,
+            received_at=trio.current_time(),
+            _client=self,
+        )
+
+    @staticmethod
+    def _gateways(consensus: Consensus) -> list[bytes]:
+        return [d.node_id for d in consensus.descriptors if d.role is Role.GATEWAY]
+
+
+def _message_data(data: object) -> bytes:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"message data must be bytes, not {type(data).__name__}")
+    data = bytes(data)
+    if not 1 <= len(data) <= MAX_USER_MESSAGE_SIZE:
+        raise MessageTooLargeError(
+            f"a message is 1 to {MAX_USER_MESSAGE_SIZE} bytes, not {len(data)}"
+        )
+    return data
+
+
+def _reply_key(message_id: bytes) -> bytes:
+    """The reassembly id of a reply's fragments: apart from any forward message's, so that
+    no sender can mix fragments into a reply."""
+    return hashlib.blake2b(message_id, digest_size=16, person=b"trimix-reply").digest()
+
+
+__all__ = ["Client", "ClientStats", "ReceivedMessage"]
