@@ -204,6 +204,9 @@ class Client:
         is called for every packet put on the link (for tests and the demo's counts)."""
         self.config = config
         self._rng = rng if rng is not None else random.SystemRandom()
+        # The streams draw from their own generator: with a fixed seed their times are the
+        # same whether the user sends or not (routes for real packets draw more numbers).
+        self._stream_rng = random.Random(self._rng.getrandbits(64))
         self._on_emit = on_emit
         self._running = False
         self._counts: dict[str, int] = dict.fromkeys(
@@ -228,7 +231,8 @@ class Client:
 
     @property
     def address(self) -> str:
-        """This client's address: paste it to whoever should write to it."""
+        """This client's address: paste it to whoever should write to it (known from the
+        first opening on; the same across restarts)."""
         return self._own_address().to_string()
 
     @property
@@ -246,6 +250,11 @@ class Client:
             link_reconnects=c["link_reconnects"],
             polls=c["polls"],
         )
+
+    @property
+    def outbox_size(self) -> int:
+        """Messages accepted for sending (also by an earlier run) and not yet acknowledged."""
+        return len(self._outgoing)
 
     async def send(self, address: str | ClientAddress, data: bytes) -> None:
         """Send `data` (1 byte to 1 MiB) to `address`; returns once every fragment is
@@ -411,7 +420,7 @@ class Client:
         parameters = self._consensus.parameters
         self._schedule: CoverSchedule[_Job] = CoverSchedule(
             StreamRates.from_parameters(parameters),
-            rng=self._rng,
+            rng=self._stream_rng,
             now=now,
             queue_capacity=1 << 20,
         )
@@ -928,7 +937,8 @@ class Client:
         return self._mailbox_id
 
     def _own_address(self) -> ClientAddress:
-        self._require_running()
+        if getattr(self, "_mailbox_id", None) is None:
+            raise NotConnectedError("the client has no address until it is first opened")
         return ClientAddress(
             self._gateway_id, self._own_mailbox(), self._e2e.suite, self._e2e.public_key
         )

@@ -74,7 +74,9 @@ class ClientConfig:
     """Frames asked for per poll."""
     fetch_per_second: float = 16.0
     """The least mailbox frames per second the client fetches."""
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_tries=8))
+    """Eight tries: a dead mix stays in the consensus for up to two epochs, and a try
+    whose forward or acknowledgement path crosses it is lost."""
     link_timeout: float = 10.0
     """Seconds for a whole exchange with the gateway (handshake, register, one poll)."""
     max_pending_messages: int = 256
