@@ -112,7 +112,7 @@ def parameters_from_array(value: Any) -> Parameters:
 
 SAFE_BOUNDS: Mapping[str, tuple[int, int]] = {
     "mean_delay_ms": (1, 60_000),
-    "lambda_p_mhz": (1, 100_000),
+    "lambda_p_mhz": (1, 1_000_000),  # up to 1,000/s: a bulk-transfer network (issue 10)
     "lambda_l_mhz": (1, 100_000),
     "lambda_d_mhz": (1, 100_000),
     "lambda_m_mhz": (1, 100_000),

@@ -6,7 +6,7 @@ fragments, cover streams, routes, reliability, state) are in the modules beside 
 """
 
 from mixclient.address import AddressError, ClientAddress
-from mixclient.client import Client, ClientStats, ReceivedMessage
+from mixclient.client import Client, ClientStats, Emitted, ReceivedMessage
 from mixclient.client_config import ClientConfig, ClientConfigError
 from mixclient.client_errors import (
     ClientError,
@@ -27,6 +27,7 @@ __all__ = [
     "ClientError",
     "ClientStats",
     "E2ESuite",
+    "Emitted",
     "GatewayUnavailableError",
     "MessageTooLargeError",
     "NoReplySurbsError",

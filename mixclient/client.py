@@ -137,6 +137,18 @@ class ClientStats:
 
 
 @dataclass(frozen=True, slots=True)
+class Emitted:
+    """A packet the client put on its link (for `Client(on_emit=...)`)."""
+
+    at: float
+    """`trio.current_time()` once the link took it."""
+    real: bool
+    """A fragment, retransmission or reply; else cover."""
+    delay_ms: int = 0
+    """For a fragment: the sum of the delays drawn for its hops (0 otherwise)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ReceivedMessage:
     """A whole message, handed to the application once."""
 
@@ -197,11 +209,11 @@ class Client:
         config: ClientConfig,
         *,
         rng: random.Random | None = None,
-        on_emit: Callable[[float, bool], None] | None = None,
+        on_emit: Callable[[Emitted], None] | None = None,
     ) -> None:
         """`rng` draws routes, delays and stream times (seed it for a reproducible
-        schedule); keys and ids always come from the operating system. `on_emit(time, real)`
-        is called for every packet put on the link (for tests and the demo's counts)."""
+        schedule); keys and ids always come from the operating system. `on_emit(Emitted)` is
+        called for every packet put on the link (for tests, benchmarks and the demo)."""
         self.config = config
         self._rng = rng if rng is not None else random.SystemRandom()
         # The streams draw from their own generator: with a fixed seed their times are the
@@ -814,7 +826,7 @@ class Client:
                 await self._put_on_link(self._drop_packet(), real=False, stream="payload")
                 return
             packet, keys, forward_ms, ack_ms = built
-            if not await self._put_on_link(packet, real=True):
+            if not await self._put_on_link(packet, real=True, delay_ms=forward_ms):
                 self._schedule.queue.put(job, urgent=True)
                 return
             self._tracker.sent(
@@ -879,7 +891,9 @@ class Client:
         )
         return create_packet(geometry, route.hops, encode_user_payload(geometry, frame))
 
-    async def _put_on_link(self, packet: bytes, *, real: bool, stream: str = "") -> bool:
+    async def _put_on_link(
+        self, packet: bytes, *, real: bool, stream: str = "", delay_ms: int = 0
+    ) -> bool:
         gateway = self._gateway
         if gateway is None:
             return False
@@ -894,7 +908,7 @@ class Client:
         else:
             self._counts[f"cover_{stream}"] += 1
         if self._on_emit is not None:
-            self._on_emit(now, real)
+            self._on_emit(Emitted(now, real, delay_ms))
         return True
 
     async def _timers_forever(self) -> None:
@@ -986,4 +1000,4 @@ def _reply_key(message_id: bytes) -> bytes:
     return hashlib.blake2b(message_id, digest_size=16, person=b"trimix-reply").digest()
 
 
-__all__ = ["Client", "ClientStats", "ReceivedMessage"]
+__all__ = ["Client", "ClientStats", "Emitted", "ReceivedMessage"]

@@ -10,7 +10,7 @@ configurable: they come from the consensus, since a client with its own rates wo
     # gateway = "<64 hex digits>"  # node id of the gateway to register with; default: one
     #                              # drawn from the consensus on first start, then kept
     suite = "x25519"               # or "mlkem768-x25519": the end-to-end suite of the address
-    # fetch_per_second = 16        # mailbox frames fetched per second (at least; see below)
+    # fetch_per_second = 8         # mailbox frames fetched per second (at least; see below)
 
     [epoch]
     origin = 1704067200
@@ -70,9 +70,9 @@ class ClientConfig:
     suite: E2ESuite = DEFAULT_SUITE
     threshold: int | None = None
     """Authority signatures a consensus needs; None: a majority of the pinned authorities."""
-    fetch_count: int = MAX_FETCH
+    fetch_count: int = 4
     """Frames asked for per poll."""
-    fetch_per_second: float = 16.0
+    fetch_per_second: float = 8.0
     """The least mailbox frames per second the client fetches."""
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_tries=8))
     """Eight tries: a dead mix stays in the consensus for up to two epochs, and a try
@@ -136,7 +136,7 @@ def parse_client_config(document: Mapping[str, Any], *, base: Path) -> ClientCon
     suite_name = client.get("suite", "x25519")
     if suite_name not in SUITE_NAMES:
         raise ClientConfigError(f"client.suite must be one of {', '.join(SUITE_NAMES)}")
-    fetch = client.get("fetch_per_second", 16.0)
+    fetch = client.get("fetch_per_second", 8.0)
     if isinstance(fetch, bool) or not isinstance(fetch, int | float) or not fetch > 0:
         raise ClientConfigError("client.fetch_per_second must be a positive number")
     threshold = client.get("threshold")

@@ -53,7 +53,7 @@ async def two_clients(
         ClientConfig.from_toml(plan.client_config(f"{tag}-bob", gateway=second)),
     ]
     rngs = [random.Random(s) if s is not None else None for s in seeds]
-    record = (lambda at, real: on_emit.append((at, real))) if on_emit is not None else None
+    record = (lambda e: on_emit.append((e.at, e.real))) if on_emit is not None else None
     async with Client(configs[0], rng=rngs[0], on_emit=record) as alice:
         async with Client(configs[1], rng=rngs[1]) as bob:
             yield alice, bob

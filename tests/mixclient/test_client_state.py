@@ -247,3 +247,43 @@ def test_a_sigkilled_writer_loses_nothing_it_committed(tmp_path: Path) -> None:
             assert message.body == n.to_bytes(8, "big") * 512
     with sqlite3.connect(directory / DATABASE_NAME) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_inbound_fragments_survive_a_reopen_and_complete_once(tmp_path: Path) -> None:
+    with ClientState(tmp_path / "s") as state:
+        state.add_inbound([(mid(1), 0, b"\x00frame-0"), (mid(1), 1, b"\x00frame-1")])
+        state.add_inbound([(mid(1), 1, b"\x00other")])  # a copy: the first one is kept
+    with ClientState(tmp_path / "s") as state:
+        assert state.inbound_frames() == [b"\x00frame-0", b"\x00frame-1"]
+        assert state.complete_inbound(mid(1), b"envelope") is True
+        assert state.inbound_frames() == []
+        assert state.complete_inbound(mid(1), b"envelope") is False  # queued already
+        assert state.next_inbox() == (mid(1), b"envelope")
+        state.deliver_inbox(mid(1))
+        assert state.next_inbox() is None and state.was_delivered(mid(1))
+        assert state.complete_inbound(mid(1), b"envelope") is False  # delivered already
+        assert state.complete_inbound(mid(2), None) is False  # could not be opened: dropped
+
+
+def test_inbound_and_inbox_are_bounded(tmp_path: Path) -> None:
+    limits = StateLimits(max_inbound_bytes=100, max_inbox_messages=1)
+    with ClientState(tmp_path / "s", limits) as state:
+        state.add_inbound([(mid(1), 0, bytes(60))])
+        with pytest.raises(StateFullError):
+            state.add_inbound([(mid(1), 1, bytes(60))])
+        assert len(state.inbound_frames()) == 1
+        assert state.complete_inbound(mid(1), b"a")
+        with pytest.raises(StateFullError):
+            state.complete_inbound(mid(2), b"b")
+
+
+def test_surb_keys_are_kept_until_their_epoch_passes(tmp_path: Path) -> None:
+    with ClientState(tmp_path / "s") as state:
+        state.add_surb_keys([(mid(1), 5, b"keys-5"), (mid(2), 7, b"keys-7")])
+    with ClientState(tmp_path / "s") as state:
+        assert state.surb_keys(mid(1)) == b"keys-5"
+        assert state.forget_surb_keys_before(6) == 1
+        assert state.surb_keys(mid(1)) is None and state.surb_keys(mid(2)) == b"keys-7"
+    with ClientState(tmp_path / "t", StateLimits(max_surb_keys=1)) as state:
+        with pytest.raises(StateFullError):
+            state.add_surb_keys([(mid(1), 5, b"a"), (mid(2), 5, b"b")])
