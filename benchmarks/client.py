@@ -86,7 +86,9 @@ async def measure(plan_dir: Path, args: argparse.Namespace) -> dict[str, object]
 
         async def read_arrivals() -> None:
             assert bob_process is not None and bob_process.stdout is not None
-            while line := await trio.to_thread.run_sync(bob_process.stdout.readline):
+            while line := await trio.to_thread.run_sync(
+                bob_process.stdout.readline, abandon_on_cancel=True
+            ):
                 seq, at, size = line.split()
                 arrivals.setdefault(int(seq), []).append((float(at), int(size)))
 
@@ -169,9 +171,12 @@ async def goodput_phase(
         for seq in seqs:
             nursery.start_soon(alice.send, bob_address, _TAG.pack(seq) + bytes((1 << 20) - 8))
     progress(f"goodput: {len(seqs)} MiB acknowledged, {len(emitted) - mark} packets")
-    with trio.fail_after(120):
+    with trio.move_on_after(120):
         while not all(s in arrivals for s in seqs):
             await trio.sleep(0.01)
+    missing = [s for s in seqs if s not in arrivals]
+    if missing:
+        raise RuntimeError(f"goodput: {len(missing)} messages never arrived; {alice.stats}")
     cpu = time.process_time() - cpu_start
     packets = len(emitted) - mark
     last = max(arrivals[s][0][0] for s in seqs)

@@ -114,6 +114,8 @@ _LINK_ERRORS = (
     trio.BrokenResourceError,
     trio.ClosedResourceError,
 )
+INBOUND_SWEEP_SECONDS = 60.0
+"""How often fragments of messages the reassembly gave up are dropped from the store."""
 _MAX_TRACKED_LOOPS = 10_000
 _MAX_CONVERSATIONS = 10_000
 
@@ -235,6 +237,7 @@ class Client:
         self._conversations: OrderedDict[bytes, ClientAddress] = OrderedDict()
         self._acks_to_send: list[bytes] = []
         self._inbox_event = trio.Event()
+        self._inbound_lock = trio.Lock()
         self._link_up = trio.Event()
         self._gateway: GatewayClient | None = None
         self._consumer = False
@@ -472,6 +475,11 @@ class Client:
                 continue
             frames = fragment(message.message_id, FrameKind.DATA, message.body, geometry)
             self._track(message.message_id, recipient, frames, message.acked)
+        recent = await trio.to_thread.run_sync(
+            self._state.recent_delivered, self._reassembler.max_delivered_ids
+        )
+        for message_id in recent:
+            self._reassembler.mark_delivered(message_id)
         for stored in await trio.to_thread.run_sync(self._state.inbound_frames):
             try:
                 frame = decode_frame(geometry, stored[1:])
@@ -583,6 +591,9 @@ class Client:
                 if frame is None:
                     done.append(item.message_id)  # a late ACK of a finished message, or junk
                     continue
+                if self._reassembler.is_delivered(frame.message_id):
+                    done.append(item.message_id)  # a copy of a fragment of a whole message
+                    continue
                 stored = b"\x01" + encode_frame(geometry, frame)
                 keep.append((item.message_id, frame, True, stored))
                 continue
@@ -594,12 +605,21 @@ class Client:
             if frame.kind is FrameKind.LOOP:
                 if self._loops.pop(frame.message_id, None) is not None:
                     self._counts["loops_returned"] += 1
-            elif frame.kind is FrameKind.DATA:
+            elif frame.kind is FrameKind.DATA and not self._reassembler.is_delivered(
+                frame.message_id
+            ):
                 keep.append((item.message_id, frame, False, b"\x00" + delivery.payload))
                 continue
             done.append(item.message_id)
         if not keep:
             return done
+        async with self._inbound_lock:
+            return await self._keep(keep, done)
+
+    async def _keep(
+        self, keep: list[tuple[bytes, Frame, bool, bytes]], done: list[bytes]
+    ) -> list[bytes]:
+        """Store received fragments, then reassemble them; the gateway ids to delete."""
         try:
             await trio.to_thread.run_sync(
                 self._state.add_inbound,
@@ -912,9 +932,17 @@ class Client:
         return True
 
     async def _timers_forever(self) -> None:
+        last_sweep = trio.current_time()
         while True:
             await trio.sleep(0.1)
             now = trio.current_time()
+            if now - last_sweep > INBOUND_SWEEP_SECONDS:
+                last_sweep = now
+                async with self._inbound_lock:
+                    self._reassembler.expire(now)
+                    await trio.to_thread.run_sync(
+                        self._state.retain_inbound, self._reassembler.partial_ids()
+                    )
             for action in self._tracker.due(now):
                 if isinstance(action, Retransmit):
                     self._counts["retransmissions"] += 1

@@ -383,6 +383,23 @@ class ClientState(SqliteStore):
                 frames,
             )
 
+    def retain_inbound(self, message_ids: frozenset[bytes]) -> int:
+        """Drop the fragments of every message not in `message_ids` (the reassembly gave
+        them up, or they are copies of a delivered message); how many were dropped."""
+        with self._write() as db:
+            held = {bytes(r[0]) for r in db.execute("SELECT DISTINCT message_id FROM inbound")}
+            stale = [(m,) for m in held - message_ids]
+            db.executemany("DELETE FROM inbound WHERE message_id = ?", stale)
+            return len(stale)
+
+    def recent_delivered(self, limit: int) -> list[bytes]:
+        """The ids of the `limit` messages delivered last, oldest first."""
+        with self._locked() as db:
+            rows = db.execute(
+                "SELECT message_id FROM delivered ORDER BY seq DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [bytes(r[0]) for r in reversed(rows)]
+
     def inbound_frames(self) -> list[bytes]:
         """Every fragment kept, message by message, for a restarted client to reassemble."""
         with self._locked() as db:

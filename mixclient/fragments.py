@@ -139,6 +139,14 @@ class Reassembler:
         """The remembered ids of delivered messages, oldest first (for the state store)."""
         return tuple(self._delivered)
 
+    def partial_ids(self) -> frozenset[bytes]:
+        """The ids of the messages in reassembly."""
+        return frozenset(self._partial)
+
+    def is_delivered(self, message_id: bytes) -> bool:
+        """Whether message `message_id` was delivered (and is still remembered)."""
+        return message_id in self._delivered
+
     def mark_delivered(self, message_id: bytes) -> None:
         """Remember `message_id` as delivered (restoring state after a restart); a message
         in reassembly under that id is dropped."""

@@ -6,6 +6,8 @@ import click
 
 from trimix import __version__
 from trimix.authority_cli import authority
+from trimix.client_cli import client
+from trimix.message_cli import receive, send
 from trimix.node_cli import node
 from trimix.simulate_cli import simulate
 from trimix.sphinx_cli import sphinx
@@ -23,3 +25,6 @@ main.add_command(simulate)
 main.add_command(authority)
 main.add_command(node)
 main.add_command(testnet)
+main.add_command(client)
+main.add_command(send)
+main.add_command(receive)

@@ -42,6 +42,14 @@ from trimix.testnet import (
 @click.option("--rate", type=click.FloatRange(min=0.1), default=20.0, show_default=True,
               help="Smoke run: packets per second.")
 @click.option("--json", "as_json", is_flag=True, help="Print the smoke report as one JSON line.")
+@click.option("--demo", is_flag=True,
+              help="Two clients exchange messages of several sizes and an anonymous message "
+                   "with its reply; print delivery, latency and their link counts.")
+@click.option("--clients", type=click.IntRange(0, 100), default=0,
+              help="Write this many client configurations (for trimix send/receive, "
+                   "trimix client run, examples/chat.py) and print their paths.")
+@click.option("--client-rate", type=click.FloatRange(min=0.5, max=1000), default=None,
+              help="λ_P of the consensus, per second (default 2, or 20 with --demo).")
 def testnet(
     directory: Path | None,
     duration: float | None,
@@ -49,14 +57,30 @@ def testnet(
     epoch_seconds: float,
     rate: float,
     as_json: bool,
+    demo: bool,
+    clients: int,
+    client_rate: float | None,
 ) -> None:
     """Start 3 authorities, 3 layers of 2 mixes and 2 gateways on 127.0.0.1, each its own
-    process, and wait for a verified consensus; with --smoke, prove the path end to end."""
+    process, and wait for a verified consensus; with --smoke, prove the path end to end;
+    with --demo, run two clients through it."""
     import trio
 
+    from trimix.demo import DEMO_RATES
+    from trimix.testnet import DEFAULT_CLIENT_RATES
+
+    if smoke and demo:
+        raise click.UsageError("--smoke and --demo are two different runs: choose one")
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="trimix-testnet-"))
-    plan = plan_testnet(directory, epoch_seconds=epoch_seconds)
+    rates = DEMO_RATES if demo else DEFAULT_CLIENT_RATES
+    if client_rate is not None:
+        rates = (client_rate, *rates[1:])
+    plan = plan_testnet(directory, epoch_seconds=epoch_seconds, client_rates=rates)
+    for index in range(clients):
+        gateway = plan.gateways[index % len(plan.gateways)]
+        path = plan.client_config(f"client-{index + 1}", gateway=gateway)
+        click.echo(f"client {index + 1}: {path} (at {gateway.name})", err=True)
     processes = TestnetProcesses(plan)
     click.echo(f"testnet in {directory} (epochs of {epoch_seconds:g} s)", err=True)
     try:
@@ -64,7 +88,7 @@ def testnet(
         click.echo(
             f"started {len(plan.authorities)} authorities and {len(plan.nodes)} nodes", err=True
         )
-        report = trio.run(_run, plan, processes, duration, smoke, rate)
+        report = trio.run(_run, plan, processes, duration, smoke, rate, demo)
     except (LinkClosed, GatewayError, trio.TooSlowError) as error:
         raise click.ClickException(f"the testnet did not work: {error}; see the logs in {directory}") from None
     except KeyboardInterrupt:
@@ -77,6 +101,12 @@ def testnet(
             "stopped every process" + (f" (unclean exits: {unclean})" if unclean else " cleanly"),
             err=True,
         )
+    if report is not None and demo:
+        if as_json:
+            click.echo(json.dumps(report, sort_keys=True))
+        if not report["ok"]:
+            raise click.ClickException("the demo failed: a message was lost or damaged")
+        return
     if report is not None:
         if as_json:
             click.echo(json.dumps(report, sort_keys=True))
@@ -92,6 +122,7 @@ async def _run(
     duration: float | None,
     smoke: bool,
     rate: float,
+    demo: bool = False,
 ) -> dict[str, object] | None:
     import trio
     from tqdm import tqdm
@@ -124,6 +155,20 @@ async def _run(
             f"  log {node.log}",
             err=True,
         )
+    if demo:
+        from trimix.demo import demo_run
+
+        def echo(text: str) -> None:
+            click.echo(text, err=True)
+
+        rates = consensus.parameters
+        echo(f"demo: two clients; every client sends λ_P {rates.lambda_p:g} + λ_L "
+             f"{rates.lambda_l:g} + λ_D {rates.lambda_d:g} packets per second, busy or idle")
+        demo_report = await demo_run(plan, echo)
+        echo("demo " + ("succeeded: every message delivered once, intact" if demo_report.ok
+                        else "FAILED"))
+        return {"ok": demo_report.ok, "deliveries": demo_report.deliveries,
+                "links": demo_report.links}
     if smoke:
         from trimix.smoke import smoke_run
 
