@@ -1,0 +1,58 @@
+// A trimix app in JavaScript: talks to `trimix client run` over its WebSocket API
+// (docs/CLIENT_API.md). Node 22+ has WebSocket built in; on Node 20 and 21 run it with
+// `node --experimental-websocket`.
+//
+//   node examples/ws-client.mjs ws://127.0.0.1:8765/ ADDRESS "hello"   send, wait for "sent"
+//   node examples/ws-client.mjs ws://127.0.0.1:8765/ --receive 1        print 1 message
+//
+// It prints one line per event it gets and exits 0 when done, 1 on an error event.
+
+const [url, target, text] = process.argv.slice(2);
+if (!url || !target) {
+  console.error("usage: ws-client.mjs URL (ADDRESS TEXT | --receive N)");
+  process.exit(2);
+}
+if (typeof WebSocket === "undefined") {
+  console.error("no WebSocket in this Node: use Node 22+ or node --experimental-websocket");
+  process.exit(2);
+}
+
+const socket = new WebSocket(url);
+const toBase64 = (s) => Buffer.from(s, "utf-8").toString("base64");
+const fromBase64 = (b) => Buffer.from(b, "base64").toString("utf-8");
+let toReceive = target === "--receive" ? Number(text ?? 1) : 0;
+
+socket.addEventListener("open", () => {
+  socket.send(JSON.stringify({ type: "self_address", id: "me" }));
+  if (target !== "--receive") {
+    socket.send(JSON.stringify({ type: "send", id: "msg-1", to: target, data: toBase64(text ?? "") }));
+  }
+});
+
+socket.addEventListener("message", (event) => {
+  const message = JSON.parse(event.data);
+  switch (message.type) {
+    case "self_address":
+      console.log(`address ${message.address}`);
+      break;
+    case "sent":
+      console.log(`sent ${message.id}`);
+      if (toReceive === 0) socket.close();
+      break;
+    case "received":
+      console.log(`received ${message.kind} from ${message.sender ?? "anonymous"}: ${fromBase64(message.data)}`);
+      toReceive -= 1;
+      if (toReceive <= 0) socket.close();
+      break;
+    case "error":
+      console.log(`error ${message.code}: ${message.message}`);
+      socket.close();
+      process.exitCode = 1;
+      break;
+  }
+});
+
+socket.addEventListener("error", () => {
+  console.error("could not talk to the daemon");
+  process.exitCode = 1;
+});
