@@ -40,10 +40,10 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-import trio  # noqa: E402
+import trio
 
-from mixclient import Client, ClientConfig, Emitted  # noqa: E402
-from trimix.testnet import TestnetProcesses, plan_testnet, wait_for_consensus  # noqa: E402
+from mixclient import Client, ClientConfig, Emitted
+from trimix.testnet import TestnetProcesses, plan_testnet, wait_for_consensus
 
 RATES = (200.0, 2.0, 2.0)
 HOPS = 5

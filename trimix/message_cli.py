@@ -10,8 +10,14 @@ from pathlib import Path
 import click
 import trio
 
-from mixclient import AddressError, Client, ClientConfig, ClientConfigError, ClientError
-from mixclient import ReceivedMessage
+from mixclient import (
+    AddressError,
+    Client,
+    ClientConfig,
+    ClientConfigError,
+    ClientError,
+    ReceivedMessage,
+)
 
 CONFIG = click.option(
     "--config", "config_path", type=click.Path(path_type=Path, exists=True), required=True,
