@@ -2,18 +2,28 @@
 apps and one open `Client`. The protocol is `mixclient.ws_protocol` (docs/CLIENT_API.md).
 
 - It listens on 127.0.0.1 by default: anyone who can connect can send as this client.
-- At most `max_connections` apps at once (more are refused with HTTP 503); each may have
-  `max_in_flight` requests in flight (more get an error `busy`), each in its own task, so a
-  slow send never holds up a `self_address` or another send.
+- At most `max_connections` apps at once (more are refused with HTTP 503) and at most
+  `max_streams` TCP connections open, handshakes included (more wait in the listen backlog);
+  a handshake must be over within `handshake_timeout`. Each app may have `max_in_flight`
+  requests in flight (more get an error `busy`), each in its own task, so a slow send never
+  holds up a `self_address` or another send.
 - A WebSocket message over `MAX_REQUEST_BYTES` gets an error `too_large`; one over the
   transport cap (`transport_cap`, larger) closes that connection (code 1009), as the
   WebSocket library does, since it would have to be read into memory first.
-- Received messages go to every connected app as `received` events. While no app is
-  connected the daemon takes no message from the client: they wait, durably, in its inbox,
-  and the first app to connect gets them. (A message is handed over once: an app that
+- Received messages go to every connected app as `received` events, to all of them at once.
+  While no app is connected the daemon takes no message from the client (the one consumer
+  of `client.messages()` is stopped when the last app leaves): they wait, durably, in its
+  inbox, and the first app to connect gets them. A message taken just as the last app left
+  is held in memory for the next one. (A message is handed over once: an app that
   disconnects while an event is on its way may miss it.)
+- An app that does not take an event within `send_timeout` is disconnected, so it cannot
+  hold up the events of the others.
 - Bad input never closes the connection or the daemon; every failure of a request is an
-  `error` event with the request's id.
+  `error` event with the request's id (`internal` for a failure the daemon did not foresee,
+  logged without its details at the default level).
+- An app that disconnects with requests in flight gets no answer; its requests are
+  cancelled, but a message the client has accepted is delivered all the same (the client
+  keeps it in its outbox).
 """
 
 from __future__ import annotations
@@ -22,14 +32,14 @@ import logging
 from collections import deque
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import trio
 from trio_websocket import (
     ConnectionClosed,
     WebSocketConnection,
     WebSocketRequest,
-    serve_websocket,
+    WebSocketServer,
 )
 
 from mixclient.address import AddressError
@@ -56,10 +66,59 @@ log = logging.getLogger(__name__)
 @dataclass
 class _App:
     connection: WebSocketConnection
+    scope: trio.CancelScope
+    """Cancelled to drop the app: its handler returns and the library closes the socket."""
     binary: bool = False
     """Whether its last request was msgpack: events go to it in the same form."""
     in_flight: int = 0
     send_lock: trio.Lock = field(default_factory=trio.Lock)
+
+
+class _SlotStream(trio.abc.Stream):
+    """A TCP stream that gives its slot back when it is closed."""
+
+    def __init__(self, stream: trio.SocketStream, slots: trio.Semaphore) -> None:
+        self._stream = stream
+        self._slots: trio.Semaphore | None = slots
+
+    def __repr__(self) -> str:
+        return "_SlotStream(...)"  # never the peer's address
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self._stream.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
+            self._slots = None
+        await self._stream.aclose()
+
+
+class _CappedListener(trio.abc.Listener[_SlotStream]):
+    """A TCP listener that accepts only while fewer than its semaphore's count of the streams
+    it gave out are open; the rest wait in the kernel's backlog."""
+
+    def __init__(self, listener: trio.SocketListener, slots: trio.Semaphore) -> None:
+        self._listener = listener
+        self._slots = slots
+
+    async def accept(self) -> _SlotStream:
+        await self._slots.acquire()
+        try:
+            stream = await self._listener.accept()
+        except BaseException:
+            self._slots.release()
+            raise
+        return _SlotStream(stream, self._slots)
+
+    async def aclose(self) -> None:
+        await self._listener.aclose()
 
 
 class ClientWebSocketServer:
@@ -68,17 +127,27 @@ class ClientWebSocketServer:
         client: Client,
         *,
         max_connections: int = 16,
+        max_streams: int = 32,
         max_in_flight: int = 64,
         transport_cap: int = 4 * MAX_REQUEST_BYTES,
+        handshake_timeout: float = 10.0,
         send_timeout: float = 30.0,
     ) -> None:
+        if not 1 <= max_connections <= max_streams or max_in_flight < 1:
+            raise ValueError("need 1 <= max_connections <= max_streams and max_in_flight >= 1")
         self.client = client
         self.max_connections = max_connections
+        self.max_streams = max_streams
         self.max_in_flight = max_in_flight
         self.transport_cap = transport_cap
+        self.handshake_timeout = handshake_timeout
         self.send_timeout = send_timeout
         self._apps: list[_App] = []
         self._app_connected = trio.Event()
+        self._forwarding: trio.CancelScope | None = None
+
+    def __repr__(self) -> str:
+        return f"ClientWebSocketServer(apps={len(self._apps)})"
 
     async def serve(
         self,
@@ -87,42 +156,47 @@ class ClientWebSocketServer:
         *,
         task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve until cancelled; `task_status.started(bound port)`."""
+        """Serve until cancelled; `task_status.started(bound port)` (of the first listener,
+        if `host` resolves to several addresses)."""
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        slots = trio.Semaphore(self.max_streams)
+        server = WebSocketServer(
+            self._handle,
+            # trio-websocket takes any trio Listener; its annotation names only its own.
+            cast(Any, [_CappedListener(listener, slots) for listener in listeners]),
+            max_message_size=self.transport_cap,
+            connect_timeout=self.handshake_timeout,
+            disconnect_timeout=self.handshake_timeout,
+        )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._forward_received)
-            server = await nursery.start(
-                lambda task_status: serve_websocket(
-                    self._handle,
-                    host,
-                    port,
-                    ssl_context=None,
-                    max_message_size=self.transport_cap,
-                    task_status=task_status,
-                )
-            )
-            task_status.started(server.port)
+            await nursery.start(server.run)
+            task_status.started(listeners[0].socket.getsockname()[1])
 
     async def _handle(self, request: WebSocketRequest) -> None:
         if len(self._apps) >= self.max_connections:
             await request.reject(503, body=b"too many connections")
             return
         connection = await request.accept()
-        app = _App(connection)
-        self._apps.append(app)
-        self._app_connected.set()
-        try:
-            async with trio.open_nursery() as nursery:
-                while True:
-                    try:
-                        message = await connection.get_message()
-                    except ConnectionClosed:
-                        break
-                    await self._dispatch(app, message, nursery)
-                nursery.cancel_scope.cancel()
-        finally:
-            self._apps.remove(app)
-            if not self._apps:
-                self._app_connected = trio.Event()
+        with trio.CancelScope() as scope:
+            app = _App(connection, scope)
+            self._apps.append(app)
+            self._app_connected.set()
+            try:
+                async with trio.open_nursery() as nursery:
+                    while True:
+                        try:
+                            message = await connection.get_message()
+                        except ConnectionClosed:
+                            break
+                        await self._dispatch(app, message, nursery)
+                    nursery.cancel_scope.cancel()
+            finally:
+                self._apps.remove(app)
+                if not self._apps:
+                    self._app_connected = trio.Event()
+                    if self._forwarding is not None:
+                        self._forwarding.cancel()
 
     async def _dispatch(self, app: _App, message: str | bytes, nursery: trio.Nursery) -> None:
         try:
@@ -145,6 +219,12 @@ class ClientWebSocketServer:
             event = await self._perform(request)
         except RequestError as error:
             event = error_event(error.code, str(error), request.id)
+        except Exception as error:  # a bug must not take the other apps' daemon down
+            log.warning("a %s request failed: internal error %s", request.type,
+                        type(error).__name__)
+            log.debug("internal error", exc_info=True)
+            event = error_event("internal", "the daemon could not carry out the request",
+                                request.id)
         finally:
             app.in_flight -= 1
         await self._emit(app, event)
@@ -177,33 +257,53 @@ class ClientWebSocketServer:
             raise RequestError("send_failed", str(error)) from None
         return {"type": "sent", "id": request.id}
 
-    async def _emit(self, app: _App, event: dict[str, Any]) -> None:
-        """Send one event; an app that is gone or too slow to take it is left to close."""
+    async def _emit(self, app: _App, event: dict[str, Any]) -> bool:
+        """Send one event; False if the app did not take it. An app too slow to take it
+        within `send_timeout` is disconnected."""
         with trio.move_on_after(self.send_timeout):
             async with app.send_lock:
                 try:
                     await app.connection.send_message(encode_event(event, binary=app.binary))
                 except ConnectionClosed:
-                    pass
+                    return False
+                return True
+        log.info("an app too slow to take its events was disconnected")
+        app.scope.cancel()
+        return False
 
     async def _forward_received(self) -> None:
-        """Take messages from the client only while an app is connected; one that comes as
-        the last app leaves is kept here for the next one."""
+        """The one consumer of `client.messages()`, running only while an app is connected
+        (`_handle` cancels it as the last app leaves). A message in `held` has been taken
+        from the client and not yet given to any app."""
         held: deque[dict[str, Any]] = deque()
         while True:
             await self._app_connected.wait()
-            while held and self._apps:
-                await self._broadcast(held.popleft())
-            async with aclosing(self.client.messages()) as stream:
-                async for message in stream:
-                    event = received_event(message)
-                    if not self._apps:
-                        held.append(event)
-                        break
-                    await self._broadcast(event)
-                    if not self._apps:
-                        break
+            if not self._apps:  # it came and went before this task ran
+                continue
+            with trio.CancelScope() as self._forwarding:
+                while held:
+                    await self._give(held)
+                async with aclosing(self.client.messages()) as stream:
+                    async for message in stream:
+                        held.append(received_event(message))
+                        await self._give(held)
+            self._forwarding = None
 
-    async def _broadcast(self, event: dict[str, Any]) -> None:
-        for app in list(self._apps):
-            await self._emit(app, event)
+    async def _give(self, held: deque[dict[str, Any]]) -> None:
+        """Broadcast the first held event until some app took it (an app that did not is
+        being disconnected, and the last one to go cancels this)."""
+        while not await self._broadcast(held[0]):
+            await trio.sleep(0.05)
+        held.popleft()
+
+    async def _broadcast(self, event: dict[str, Any]) -> bool:
+        """Send `event` to every connected app at once; whether any took it."""
+        taken: list[bool] = []
+
+        async def emit(app: _App) -> None:
+            taken.append(await self._emit(app, event))
+
+        async with trio.open_nursery() as nursery:
+            for app in list(self._apps):
+                nursery.start_soon(emit, app)
+        return any(taken)
