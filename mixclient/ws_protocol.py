@@ -34,6 +34,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
+import string
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +48,8 @@ MAX_ID_LENGTH = 64
 MAX_REQUEST_BYTES = 2 * MAX_USER_MESSAGE_SIZE
 """The largest request the daemon reads (base64 of 1 MiB with room for the rest)."""
 REQUEST_TYPES = ("send", "send_anonymous", "reply", "self_address")
+_TYPE_NAME = re.compile(r"[a-z_]{1,32}")
+"""An unknown type is named in its error only when it looks like a name (never data)."""
 
 RequestId = str | int
 
@@ -89,7 +93,7 @@ def parse_request(message: str | bytes) -> Request:
     request_id = _request_id(body.get("id"))
     kind = body.get("type")
     if kind not in REQUEST_TYPES:
-        shown = kind if isinstance(kind, str) and len(kind) <= 32 else "?"
+        shown = kind if isinstance(kind, str) and _TYPE_NAME.fullmatch(kind) else "?"
         raise RequestError(
             "unknown_type",
             f"unknown request type {shown!r}: known are {', '.join(REQUEST_TYPES)}",
@@ -103,7 +107,11 @@ def parse_request(message: str | bytes) -> Request:
     data = _data(body.get("data"), binary, request_id)
     if kind == "reply":
         conversation = body.get("conversation")
-        if not isinstance(conversation, str) or len(conversation) != 32:
+        if not (
+            isinstance(conversation, str)
+            and len(conversation) == 32
+            and all(c in string.hexdigits for c in conversation)
+        ):
             raise RequestError("bad_request", "'conversation' must be a 32-hex-digit token",
                                request_id)
         return Request(kind, request_id, binary, data=data, conversation=conversation)
