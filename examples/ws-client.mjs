@@ -1,6 +1,7 @@
 // A trimix app in JavaScript: talks to `trimix client run` over its WebSocket API
 // (docs/CLIENT_API.md). Node 22+ has WebSocket built in; on Node 20 and 21 run it with
-// `node --experimental-websocket`.
+// `node --experimental-websocket`, or install the `ws` package (`npm install ws`), which it
+// uses when there is no built-in WebSocket.
 //
 //   node examples/ws-client.mjs ws://127.0.0.1:8765/ ADDRESS "hello"   send, wait for "sent"
 //   node examples/ws-client.mjs ws://127.0.0.1:8765/ --receive 1        print 1 message
@@ -12,12 +13,17 @@ if (!url || !target) {
   console.error("usage: ws-client.mjs URL (ADDRESS TEXT | --receive N)");
   process.exit(2);
 }
-if (typeof WebSocket === "undefined") {
-  console.error("no WebSocket in this Node: use Node 22+ or node --experimental-websocket");
-  process.exit(2);
+let WebSocketClass = globalThis.WebSocket;
+if (WebSocketClass === undefined) {
+  try {
+    WebSocketClass = (await import("ws")).WebSocket;
+  } catch {
+    console.error("no WebSocket: use Node 22+, node --experimental-websocket, or npm install ws");
+    process.exit(2);
+  }
 }
 
-const socket = new WebSocket(url);
+const socket = new WebSocketClass(url);
 const toBase64 = (s) => Buffer.from(s, "utf-8").toString("base64");
 const fromBase64 = (b) => Buffer.from(b, "base64").toString("utf-8");
 let toReceive = target === "--receive" ? Number(text ?? 1) : 0;
