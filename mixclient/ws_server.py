@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -151,14 +152,12 @@ class ClientWebSocketServer:
 
     async def serve(
         self,
-        host: str = "127.0.0.1",
-        port: int = 0,
+        listeners: Sequence[trio.SocketListener],
         *,
-        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve until cancelled; `task_status.started(bound port)` (of the first listener,
-        if `host` resolves to several addresses)."""
-        listeners = await trio.open_tcp_listeners(port, host=host)
+        """Serve on `listeners` (from `trio.open_tcp_listeners`, on 127.0.0.1 unless whoever
+        can reach the port may use this client) until cancelled; they are closed after."""
         slots = trio.Semaphore(self.max_streams)
         server = WebSocketServer(
             self._handle,
@@ -168,16 +167,25 @@ class ClientWebSocketServer:
             connect_timeout=self.handshake_timeout,
             disconnect_timeout=self.handshake_timeout,
         )
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._forward_received)
-            await nursery.start(server.run)
-            task_status.started(listeners[0].socket.getsockname()[1])
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._forward_received)
+                await nursery.start(server.run)
+                task_status.started()
+        finally:
+            for listener in listeners:
+                await listener.aclose()
 
     async def _handle(self, request: WebSocketRequest) -> None:
-        if len(self._apps) >= self.max_connections:
-            await request.reject(503, body=b"too many connections")
+        # Whatever leaves this handler stops the whole server: an app gone during the
+        # handshake (accept and reject send) must not.
+        try:
+            if len(self._apps) >= self.max_connections:
+                await request.reject(503, body=b"too many connections")
+                return
+            connection = await request.accept()
+        except ConnectionClosed:
             return
-        connection = await request.accept()
         with trio.CancelScope() as scope:
             app = _App(connection, scope)
             self._apps.append(app)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-import signal
+import ipaddress
 from pathlib import Path
 
 import click
@@ -12,6 +11,7 @@ import trio
 from mixclient import Client, ClientConfig, ClientConfigError, ClientError
 from mixclient.ws_server import ClientWebSocketServer
 from mixnode.node_config import NodeConfigError, host_port
+from trimix.daemon_runner import _first_leaf, configure_logging, run_until_signal
 
 
 @click.group()
@@ -28,27 +28,61 @@ def client() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
 def run(config_path: Path, listen: str, verbose: bool) -> None:
     """Run the client and its WebSocket API until Ctrl-C or SIGTERM."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("INFO" if verbose else "WARNING")
     try:
         config = ClientConfig.from_toml(config_path)
         host, port = host_port(listen, "--listen")
     except (ClientConfigError, NodeConfigError) as error:
         raise click.ClickException(str(error)) from None
+    if not _is_loopback(host):
+        click.echo(f"warning: {host} is not a loopback address: whoever can reach it can send "
+                   "and read messages as this client", err=True)
     try:
-        trio.run(_run, config, host, port)
+        run_until_signal(ClientDaemon(config, host, port))
     except ClientError as error:
         raise click.ClickException(str(error)) from None
+    except BaseExceptionGroup as group:
+        client_errors, others = group.split(ClientError)
+        if client_errors is None or others is not None:
+            raise
+        raise click.ClickException(str(_first_leaf(client_errors))) from None
 
 
-async def _run(config: ClientConfig, host: str, port: int) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with Client(config) as mix_client, trio.open_nursery() as nursery:
-            server = ClientWebSocketServer(mix_client)
-            bound = await nursery.start(server.serve, host, port)
-            click.echo(f"address   {mix_client.address}")
-            click.echo(f"websocket ws://{host}:{bound}/", nl=True)
-            async for _ in signals:
+class ClientDaemon:
+    """The client and its WebSocket server, for `run_until_signal`."""
+
+    def __init__(self, config: ClientConfig, host: str, port: int) -> None:
+        self.config = config
+        self.host = host
+        self.port = port
+        self._stop = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        # Listen first: a port in use fails at once, before the client connects.
+        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        try:
+            async with Client(self.config) as mix_client, trio.open_nursery() as nursery:
+                await nursery.start(ClientWebSocketServer(mix_client).serve, listeners)
+                bound = listeners[0].socket.getsockname()[1]
+                shown = f"[{self.host}]" if ":" in self.host else self.host
+                click.echo(f"address   {mix_client.address}")
+                click.echo(f"websocket ws://{shown}:{bound}/")
+                task_status.started()
+                await self._stop.wait()
                 click.echo("stopping")
                 nursery.cancel_scope.cancel()
-                break
+        finally:
+            for listener in listeners:
+                await listener.aclose()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -58,8 +58,10 @@ def config_of(plan: TestnetPlan, name: str, gateway: int) -> ClientConfig:
 async def serving(client: Client, **limits: Any) -> AsyncIterator[tuple[ClientWebSocketServer, str]]:
     """The server in front of `client` on 127.0.0.1: (server, its ws:// URL); stopped after."""
     server = ClientWebSocketServer(client, **limits)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(server.serve, "127.0.0.1", 0)
+        await nursery.start(server.serve, listeners)
         yield server, f"ws://127.0.0.1:{port}/"
         nursery.cancel_scope.cancel()
 
