@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -38,6 +42,7 @@ from trimix.testnet import TestnetPlan, TestnetProcesses, plan_testnet
 from .testnet_fixture import running_testnet
 
 RATES = (20.0, 2.0, 2.0)
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
@@ -363,3 +368,19 @@ async def websocket_by_hand(port: int) -> _HandMadeWebSocket:
             connection.receive_data(await stream.receive_some(65536))
             if any(isinstance(e, AcceptConnection) for e in connection.events()):
                 return _HandMadeWebSocket(stream, connection)
+
+
+def test_client_run_reports_a_port_in_use_in_one_line(tmp_path: Path) -> None:
+    """It listens before it connects: a busy port fails at once (no network needed)."""
+    config = plan_testnet(tmp_path / "net", epoch_seconds=10.0).client_config("busy")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "trimix", "client", "run", "--config", str(config),
+             "--listen", f"127.0.0.1:{port}"],
+            check=False, capture_output=True, text=True, timeout=60, cwd=REPO,
+        )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cannot serve" in result.stderr and "in use" in result.stderr
