@@ -1,7 +1,9 @@
 """Client speed on a real testnet: one JSON line.
 
 A local testnet (3 authorities, 3 layers of 2 mixes, 2 gateways, each its own process) whose
-consensus sets the client payload stream to λ_P = 200/s (λ_L = λ_D = 2/s). The measured
+consensus sets the client payload stream to λ_P = 200/s by default (`--lambda-p`; λ_L = λ_D
+= 2/s), with the clients' mailbox polls set by `--fetch-count` and `--fetch-per-second`
+(the library's defaults: 4 frames per poll, at least 8 frames per second). The measured
 client (alice, at gateway-1) runs in this process; the receiver (bob, at gateway-2) in a
 child process that prints each message's sequence number and arrival time.
 
@@ -20,7 +22,8 @@ delivered, duplicates           distinct messages bob received, and copies beyon
                                 (over both phases)
 sent                            messages alice sent
 
-Usage: python benchmarks/client.py [--latency-messages 60] [--goodput-mib 4]
+Usage: python benchmarks/client.py [--latency-messages 60] [--goodput-mib 4] [--lambda-p 200]
+                                   [--fetch-count 4] [--fetch-per-second 8]
 """
 
 from __future__ import annotations
@@ -63,8 +66,18 @@ async def receiver(config_path: Path) -> None:
             print(seq, repr(time.time()), len(message.data), flush=True)
 
 
+def fast_polls(path: Path, args: argparse.Namespace) -> Path:
+    """The client configuration at `path` with the poll settings under test."""
+    text = path.read_text().replace(
+        "[client]\n",
+        f"[client]\nfetch_count = {args.fetch_count}\nfetch_per_second = {args.fetch_per_second}\n",
+    )
+    path.write_text(text)
+    return path
+
+
 async def measure(plan_dir: Path, args: argparse.Namespace) -> dict[str, object]:
-    plan = plan_testnet(plan_dir, epoch_seconds=20.0, client_rates=RATES)
+    plan = plan_testnet(plan_dir, epoch_seconds=20.0, client_rates=(args.lambda_p, 2.0, 2.0))
     processes = TestnetProcesses(plan)
     bob_process = None
     try:
@@ -73,8 +86,10 @@ async def measure(plan_dir: Path, args: argparse.Namespace) -> dict[str, object]
         await wait_for_consensus(plan, timeout=300)
         progress("consensus in force")
         first, second = plan.gateways
-        bob_config = plan.client_config("bob", gateway=second)
-        alice_config = ClientConfig.from_toml(plan.client_config("alice", gateway=first))
+        bob_config = fast_polls(plan.client_config("bob", gateway=second), args)
+        alice_config = ClientConfig.from_toml(
+            fast_polls(plan.client_config("alice", gateway=first), args)
+        )
         bob_process = subprocess.Popen(
             [sys.executable, __file__, "--receiver", str(bob_config)],
             stdout=subprocess.PIPE, text=True,
@@ -117,7 +132,9 @@ async def measure(plan_dir: Path, args: argparse.Namespace) -> dict[str, object]
             "delivered": delivered,
             "duplicates": duplicates,
             "sent": len(sent_latency) + sent_count,
-            "lambda_p": RATES[0],
+            "lambda_p": args.lambda_p,
+            "fetch_count": args.fetch_count,
+            "fetch_per_second": args.fetch_per_second,
         }
     finally:
         if bob_process is not None:
@@ -188,6 +205,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-messages", type=int, default=60)
     parser.add_argument("--goodput-mib", type=int, default=4)
+    parser.add_argument("--lambda-p", type=float, default=RATES[0],
+                        help="the consensus's λ_P (the issue's goodput figure is at 200)")
+    parser.add_argument("--fetch-count", type=int, default=4, help="frames per mailbox poll")
+    parser.add_argument("--fetch-per-second", type=float, default=8.0,
+                        help="the least mailbox frames fetched per second")
     parser.add_argument("--receiver", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.receiver is not None:

@@ -11,6 +11,7 @@ configurable: they come from the consensus, since a client with its own rates wo
     #                              # drawn from the consensus on first start, then kept
     suite = "x25519"               # or "mlkem768-x25519": the end-to-end suite of the address
     # fetch_per_second = 8         # mailbox frames fetched per second (at least; see below)
+    # fetch_count = 4              # frames per poll (1-16): fewer, more often, is less latency
 
     [epoch]
     origin = 1704067200
@@ -117,7 +118,7 @@ def parse_client_config(document: Mapping[str, Any], *, base: Path) -> ClientCon
     client = document.get("client")
     if not isinstance(client, Mapping):
         raise ClientConfigError("a [client] table is needed")
-    known = {"state_dir", "gateway", "suite", "fetch_per_second", "threshold"}
+    known = {"state_dir", "gateway", "suite", "fetch_per_second", "fetch_count", "threshold"}
     unknown = sorted(set(client) - known)
     if unknown:
         raise ClientConfigError(f"unknown setting client.{unknown[0]}")
@@ -139,6 +140,9 @@ def parse_client_config(document: Mapping[str, Any], *, base: Path) -> ClientCon
     fetch = client.get("fetch_per_second", 8.0)
     if isinstance(fetch, bool) or not isinstance(fetch, int | float) or not fetch > 0:
         raise ClientConfigError("client.fetch_per_second must be a positive number")
+    fetch_count = client.get("fetch_count", 4)
+    if type(fetch_count) is not int or not 1 <= fetch_count <= MAX_FETCH:
+        raise ClientConfigError(f"client.fetch_count must be an integer from 1 to {MAX_FETCH}")
     threshold = client.get("threshold")
     if threshold is not None and (type(threshold) is not int or threshold < 1):
         raise ClientConfigError("client.threshold must be a positive integer")
@@ -157,6 +161,7 @@ def parse_client_config(document: Mapping[str, Any], *, base: Path) -> ClientCon
         suite=SUITE_NAMES[suite_name],
         threshold=threshold,
         fetch_per_second=float(fetch),
+        fetch_count=fetch_count,
     )
 
 

@@ -52,7 +52,7 @@ DROP_REASONS = (
 
 
 class ReplayCheck(Protocol):
-    def seen(self, tag: bytes) -> bool: ...
+    def seen(self, tag: bytes, epoch: int | None = None) -> bool: ...
 
     def record(self, tag: bytes, epoch: int) -> None: ...
 
@@ -137,7 +137,7 @@ class PacketPipeline:
                 self.geometry,
                 view.keys,
                 packet,
-                is_replay=self.replay.seen,
+                is_replay_in_epoch=self.replay.seen,  # only the filter of the key that verified
                 max_delay_ms=view.max_delay_ms,
             )
         except SphinxError as error:

@@ -72,6 +72,7 @@ def unwrap(
     *,
     is_replay: Callable[[bytes], bool] | None = None,
     max_delay_ms: int | None = None,
+    is_replay_in_epoch: Callable[[bytes, int | None], bool] | None = None,
 ) -> UnwrapResult:
     """Process a whole packet (`geometry.packet_size` bytes) at one hop.
 
@@ -85,6 +86,10 @@ def unwrap(
     Every error from the MAC on carries `replay_tag` and `key_epoch`, as the result does.
     The delay cap is the caller's policy (a node passes the consensus maximum): this layer
     only enforces the value it is given, and none when it is None.
+
+    `is_replay_in_epoch(tag, key_epoch)` is the same check told which key's MAC verified
+    (None for a bare key): a copy of a packet verifies under the same key, so a node with one
+    replay filter per key need ask only that key's filter. Give one of the two, not both.
     """
     require_geometry(geometry)
     candidates = key_candidates(keys)
@@ -92,6 +97,11 @@ def unwrap(
         checked_int(max_delay_ms, 0, MAX_DELAY_MS, "max_delay_ms", InvalidArgumentError)
     if is_replay is not None and not callable(is_replay):
         raise InvalidArgumentError("is_replay must be a callable taking the replay tag")
+    if is_replay_in_epoch is not None:
+        if not callable(is_replay_in_epoch) or is_replay is not None:
+            raise InvalidArgumentError(
+                "is_replay_in_epoch must be a callable (tag, epoch), given without is_replay"
+            )
     header_size = geometry.header_size
     packet = exact_bytes(
         packet, header_size + geometry.payload_size, "a packet", InvalidPacketError
@@ -102,6 +112,8 @@ def unwrap(
     try:
         if is_replay is not None and is_replay(tag):
             raise ReplayError("is_replay recognised the packet's replay tag")
+        if is_replay_in_epoch is not None and is_replay_in_epoch(tag, epoch):
+            raise ReplayError("is_replay_in_epoch recognised the packet's replay tag")
         commands, next_beta = read_commands(geometry, verified, packet)
         hop = classify_commands(commands)
         delay_ms = hop.delay_ms

@@ -182,6 +182,24 @@ async def test_anonymous_message_and_its_reply(
                 await message.reply(b"one too many")
 
 
+async def test_a_post_quantum_address_receives_sealed_messages(
+    testnet: tuple[TestnetPlan, TestnetProcesses],
+) -> None:
+    plan, _ = testnet
+    first, second = plan.gateways
+    sender = ClientConfig.from_toml(plan.client_config("pq-sender", gateway=first))
+    receiver = ClientConfig.from_toml(
+        plan.client_config("pq-receiver", gateway=second, suite="mlkem768-x25519")
+    )
+    async with Client(sender) as alice, Client(receiver) as bob:
+        assert len(bob.address) == 2068  # the ML-KEM-768 + X25519 key is in the address
+        got: list[ReceivedMessage] = []
+        with trio.fail_after(60):
+            await alice.send(bob.address, b"quantum-safe")
+            await collect(bob, 1, got)
+        assert got[0].data == b"quantum-safe" and got[0].sender == alice.address
+
+
 async def test_client_killed_mid_send_delivers_the_message_once(
     testnet: tuple[TestnetPlan, TestnetProcesses],
 ) -> None:

@@ -85,6 +85,25 @@ def test_is_replay_is_asked_once_with_the_tag_and_refuses_the_second_copy() -> N
     assert replays.asked == [TAG, TAG]
 
 
+def test_is_replay_in_epoch_is_told_the_key_that_verified() -> None:
+    asked: list[tuple[bytes, int | None]] = []
+    copies: set[tuple[bytes, int | None]] = set()
+
+    def in_epoch(tag: bytes, epoch: int | None) -> bool:
+        asked.append((tag, epoch))
+        if (tag, epoch) in copies:
+            return True
+        copies.add((tag, epoch))
+        return False
+
+    first = unwrap(GEOMETRY, NODE0_KEYS, PACKET, is_replay_in_epoch=in_epoch)
+    assert asked == [(TAG, 40)] and first.key_epoch == 40
+    with pytest.raises(ReplayError):
+        unwrap(GEOMETRY, NODE0_KEYS, PACKET, is_replay_in_epoch=in_epoch)
+    with pytest.raises(InvalidArgumentError):
+        unwrap(GEOMETRY, NODE0_KEYS, PACKET, is_replay=ReplayFilter(), is_replay_in_epoch=in_epoch)
+
+
 @pytest.mark.parametrize(
     ("index", "error"),
     [(40, InvalidMACError), (GEOMETRY.header_size - 1, InvalidMACError), (0, SphinxError)],
