@@ -60,14 +60,14 @@ def config_of(plan: TestnetPlan, name: str, gateway: int) -> ClientConfig:
 
 
 @asynccontextmanager
-async def serving(client: Client, **limits: Any) -> AsyncIterator[tuple[ClientWebSocketServer, str]]:
-    """The server in front of `client` on 127.0.0.1: (server, its ws:// URL); stopped after."""
+async def serving(client: Client, **limits: Any) -> AsyncIterator[str]:
+    """The server in front of `client` on 127.0.0.1: its ws:// URL; stopped after."""
     server = ClientWebSocketServer(client, **limits)
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve, listeners)
-        yield server, f"ws://127.0.0.1:{port}/"
+        yield f"ws://127.0.0.1:{port}/"
         nursery.cancel_scope.cancel()
 
 
@@ -112,49 +112,49 @@ async def test_every_request_in_msgpack_and_received_events_to_every_app(
     async with (
         app_and_peer(plan, "msgpack") as (app, peer),
         aclosing(peer.messages()) as inbox,
-        serving(app) as (_, url),
+        serving(app) as url,
         open_websocket_url(url) as ws,
         open_websocket_url(url) as watcher,
     ):
-            await request(ws, {"type": "self_address", "id": 1}, binary=True)
-            assert await event(ws) == ({"type": "self_address", "id": 1,
-                                        "address": app.address}, True)
-            await request(watcher, {"type": "self_address", "id": "w"}, binary=False)
-            assert (await event(watcher))[0]["address"] == app.address
+        await request(ws, {"type": "self_address", "id": 1}, binary=True)
+        assert await event(ws) == ({"type": "self_address", "id": 1,
+                                    "address": app.address}, True)
+        await request(watcher, {"type": "self_address", "id": "w"}, binary=False)
+        assert (await event(watcher))[0]["address"] == app.address
 
-            await request(ws, {"type": "send", "id": 2, "to": peer.address, "data": b"\x00d"},
-                          binary=True)
-            assert await event(ws) == ({"type": "sent", "id": 2}, True)
-            got = await anext(inbox)
-            assert (got.data, got.sender) == (b"\x00d", app.address)
+        await request(ws, {"type": "send", "id": 2, "to": peer.address, "data": b"\x00d"},
+                      binary=True)
+        assert await event(ws) == ({"type": "sent", "id": 2}, True)
+        got = await anext(inbox)
+        assert (got.data, got.sender) == (b"\x00d", app.address)
 
-            await request(ws, {"type": "send_anonymous", "id": 3, "to": peer.address,
-                               "data": b"anon", "reply_surbs": 2}, binary=True)
-            assert await event(ws) == ({"type": "sent", "id": 3}, True)
-            anonymous = await anext(inbox)
-            assert anonymous.sender is None and peer.reply_surbs_left(anonymous.conversation) == 2
-            await anonymous.reply(b"\xffreply")
-            # Both apps get it, each in the form of its last request.
-            for socket, binary in ((ws, True), (watcher, False)):
-                received, form = await event(socket)
-                assert form is binary
-                assert received == {"type": "received", "kind": "reply", "sender": None,
-                                    "conversation": received["conversation"],
-                                    "data": b"\xffreply"}
+        await request(ws, {"type": "send_anonymous", "id": 3, "to": peer.address,
+                           "data": b"anon", "reply_surbs": 2}, binary=True)
+        assert await event(ws) == ({"type": "sent", "id": 3}, True)
+        anonymous = await anext(inbox)
+        assert anonymous.sender is None and peer.reply_surbs_left(anonymous.conversation) == 2
+        await anonymous.reply(b"\xffreply")
+        # Both apps get it, each in the form of its last request.
+        for socket, binary in ((ws, True), (watcher, False)):
+            received, form = await event(socket)
+            assert form is binary
+            assert received == {"type": "received", "kind": "reply", "sender": None,
+                                "conversation": received["conversation"],
+                                "data": b"\xffreply"}
 
-            await peer.send_anonymous(app.address, b"question", reply_surbs=1)
-            received, _ = await event(ws)
-            assert received["kind"] == "anonymous" and received["sender"] is None
-            assert (await event(watcher))[0]["data"] == b"question"
-            await request(ws, {"type": "reply", "id": 4, "conversation": received["conversation"],
-                               "data": b"answer"}, binary=True)
-            assert await event(ws) == ({"type": "sent", "id": 4}, True)
-            assert (await anext(inbox)).data == b"answer"
-            # The one SURB is spent: a second reply is refused at once, with its id.
-            await request(ws, {"type": "reply", "id": 5, "conversation": received["conversation"],
-                               "data": b"more"}, binary=True)
-            refused, _ = await event(ws)
-            assert (refused["id"], refused["code"]) == (5, "no_reply_surbs")
+        await peer.send_anonymous(app.address, b"question", reply_surbs=1)
+        received, _ = await event(ws)
+        assert received["kind"] == "anonymous" and received["sender"] is None
+        assert (await event(watcher))[0]["data"] == b"question"
+        await request(ws, {"type": "reply", "id": 4, "conversation": received["conversation"],
+                           "data": b"answer"}, binary=True)
+        assert await event(ws) == ({"type": "sent", "id": 4}, True)
+        assert (await anext(inbox)).data == b"answer"
+        # The one SURB is spent: a second reply is refused at once, with its id.
+        await request(ws, {"type": "reply", "id": 5, "conversation": received["conversation"],
+                           "data": b"more"}, binary=True)
+        refused, _ = await event(ws)
+        assert (refused["id"], refused["code"]) == (5, "no_reply_surbs")
 
 
 async def test_bad_input_gets_an_error_and_the_connection_stays_up(
@@ -165,7 +165,7 @@ async def test_bad_input_gets_an_error_and_the_connection_stays_up(
     cap = MAX_REQUEST_BYTES + 512 * 1024
     async with (
         Client(config_of(plan, "bad-app", 0)) as app,
-        serving(app, transport_cap=cap) as (_, url),
+        serving(app, transport_cap=cap) as url,
     ):
         async with open_websocket_url(url, max_message_size=cap) as ws:
             cases: list[tuple[str | bytes, str, object]] = [
@@ -211,7 +211,7 @@ async def test_limits_on_connections_streams_handshakes_and_requests_in_flight(
     plan, _ = testnet
     limits = {"max_connections": 1, "max_streams": 2, "max_in_flight": 1,
               "handshake_timeout": 2.0}
-    async with app_and_peer(plan, "limits") as (app, peer), serving(app, **limits) as (_, url):
+    async with app_and_peer(plan, "limits") as (app, peer), serving(app, **limits) as url:
         port = int(url.rsplit(":", 1)[1].strip("/"))
         async with open_websocket_url(url) as ws:
             # Garbage instead of an HTTP request: the socket is closed, nothing else.
@@ -258,7 +258,7 @@ async def test_an_app_that_never_reads_is_dropped_and_holds_up_no_other(
     plan, _ = testnet
     async with (
         Client(config_of(plan, "stuck-app", 0)) as app,
-        serving(app, send_timeout=1.0, handshake_timeout=2.0) as (_, url),
+        serving(app, send_timeout=1.0, handshake_timeout=2.0) as url,
     ):
         port = int(url.rsplit(":", 1)[1].strip("/"))
         stuck = await websocket_by_hand(port)  # sends requests, never reads an answer
@@ -297,7 +297,7 @@ async def test_an_app_leaving_mid_send_and_messages_waiting_while_no_app_is_conn
     plan, _ = testnet
     app_config = config_of(plan, "waiting-app", 0)
     async with Client(app_config) as app, Client(config_of(plan, "waiting-peer", 1)) as peer:
-        async with aclosing(peer.messages()) as inbox, serving(app) as (_, url):
+        async with aclosing(peer.messages()) as inbox, serving(app) as url:
             # The app leaves before `sent`: the send is cancelled, the delivery is not.
             async with open_websocket_url(url) as ws:
                 await request(ws, {"type": "send", "id": 1, "to": peer.address,
