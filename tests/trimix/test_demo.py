@@ -1,15 +1,23 @@
-"""The demo's verdict (`tally`): every message exactly once, intact, from the right sender.
-The demo itself over a real testnet: test_the_demo_* in tests/trimix/test_client_apps.py."""
+"""The demo: its verdict (`tally`: every message exactly once, intact, from the right sender)
+and the `trimix testnet --demo` command itself, run as a person runs it. (`demo_run` on a
+shared testnet: tests/trimix/test_client_apps.py.)"""
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from trimix.demo import Arrival, DemoReport, Expected, Tally, tally
 
+REPO = Path(__file__).resolve().parents[2]
 ALICE = "tmx1alice"
 
 
@@ -73,3 +81,34 @@ def test_the_report_fails_on_an_early_stop_even_when_the_tally_holds() -> None:
     assert complete.ok and complete.as_dict()["ok"] is True
     stopped = DemoReport((), Tally((1,), 0), {}, error="message 1: not delivered within 120 s")
     assert not stopped.ok and stopped.as_dict()["error"].startswith("message 1")
+
+
+def test_the_demo_command_runs_a_testnet_and_exits_0_when_all_arrived_once(
+    tmp_path: Path,
+) -> None:
+    """`trimix testnet --demo` as a person runs it (short epochs so that the consensus comes
+    sooner): exit code 0, the JSON report says every message came once, cover went out, and
+    every daemon stopped cleanly."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trimix", "testnet", "--demo", "--json", "--epoch-seconds", "4",
+         "--dir", str(tmp_path / "tn")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its daemons share its process group: killed with it below
+    )
+    try:
+        output, errors = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    assert process.returncode == 0, errors[-3000:]
+    report = json.loads(output.strip().splitlines()[-1])
+    assert report["ok"] and report["error"] is None and report["unexpected"] == 0
+    assert report["copies"] == [1] * 6
+    assert [d["size"] for d in report["deliveries"][:4]] == [1, 2048, 65536, 262144]
+    assert all(d["delivered_s"] > 0 for d in report["deliveries"])
+    alice, bob = report["links"]["alice"], report["links"]["bob"]
+    assert alice["real"] >= 1 + 2 + 33 + 129 and bob["real"] >= 1  # fragments and the reply
+    assert alice["packets_on_link"] > alice["real"] and bob["packets_on_link"] > bob["real"]
+    assert "bob sees sender None" in errors
+    assert "stopped every process cleanly" in errors
