@@ -194,8 +194,8 @@ class _Run:
                     for client in self.clients:
                         await senders.start(client.run)
                     await trio.sleep_until(self.horizon)
-                    # Clients stop sending at the horizon; let what they sent arrive.
-                    while self.tap.in_flight and trio.current_time() < self.drain_limit:
+                    # Clients stop sending at the horizon; let what they sent (and its ACKs) arrive.
+                    while self._busy() and trio.current_time() < self.drain_limit:
                         await trio.sleep(DRAIN_POLL)
                     self.finished_at = trio.current_time()
                     senders.cancel_scope.cancel()
@@ -205,6 +205,14 @@ class _Run:
                 node.close()
         if self.tap.in_flight:
             logger.warning("%d packets were still in flight when the emulation stopped", self.tap.in_flight)
+
+    def _busy(self) -> bool:
+        """Whether a packet is still on its way: traced, held by a node, or in transit."""
+        return bool(
+            self.tap.in_flight
+            or self.links.in_transit
+            or any(len(node.scheduler.scheduler) or node.backlog for node in self.nodes)
+        )
 
     def stats(self, wall: float) -> EmulationStats:
         dropped: Counter[str] = Counter()

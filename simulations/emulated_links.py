@@ -48,6 +48,11 @@ class EmulatedLinks:
         self._transit: SchedulerTask[_Item] = SchedulerTask(DelayScheduler(IN_TRANSIT_CAPACITY))
         self.refused: Counter[str] = Counter()
 
+    @property
+    def in_transit(self) -> int:
+        """Packets on a link with latency, not yet in an inbox."""
+        return len(self._transit.scheduler)
+
     def attach_node(self, node_id: bytes) -> trio.MemoryReceiveChannel[Carried]:
         send, receive = trio.open_memory_channel[Carried](self._capacity)
         self._nodes[node_id] = send

@@ -108,6 +108,11 @@ class NodeDriver:
         self.acks_sent = 0
         self.loops_returned = 0
 
+    @property
+    def backlog(self) -> int:
+        """Packets in the inbox, not yet processed."""
+        return self.inbox.statistics().current_buffer_used
+
     def close(self) -> None:
         self.replay.close()
 
