@@ -17,7 +17,13 @@ import math
 import random
 from typing import Any, Final, Literal
 
-from mixclient.cover_streams import Emission, PoissonStreams, SendQueue, StreamKind, StreamRates
+from mixclient.cover_streams import (
+    Emission,
+    PoissonStreams,
+    SendQueue,
+    StreamKind,
+    StreamRates,
+)
 from mixnode.packet_pipeline import Outcome, PacketPipeline, Scheduled
 from simulations.emulated_client import ClientDriver, QueuedFragment
 

@@ -41,7 +41,13 @@ import numpy as np
 import trio
 import trio.testing
 
-from simulations.broken_variants import VARIANTS, NoDelayPipeline, RealOnTopClient, Variant
+from mixnode.packet_pipeline import PacketPipeline
+from simulations.broken_variants import (
+    VARIANTS,
+    NoDelayPipeline,
+    RealOnTopClient,
+    Variant,
+)
 from simulations.config import SimConfig
 from simulations.emulated_client import ClientDriver
 from simulations.emulated_links import EmulatedLinks
@@ -50,10 +56,11 @@ from simulations.emulated_node import NodeDriver
 from simulations.emulation_result import EmulationResult, EmulationStats
 from simulations.errors import ConfigError
 from simulations.metrics import measure
+from simulations.resources import available_memory, check_size
 from simulations.runner import choose_targets, measurement_window
 from simulations.topology import build_topology
 from simulations.traffic import poisson_streams, stationary_backlog
-from mixnode.packet_pipeline import PacketPipeline
+from simulations.wiretap import Wiretap
 
 logger = logging.getLogger(__name__)
 
@@ -66,15 +73,22 @@ def emulate(
     *,
     variant: Variant = "faithful",
     surb_acks: bool = True,
+    memory_limit: float | None = None,
 ) -> EmulationResult:
-    """Run the real cores on the network of `config` and measure the run like the model's."""
+    """Run the real cores on the network of `config` and measure the run like the model's.
+
+    `memory_limit` (bytes; default the memory available) refuses a run whose event log and
+    traces would not fit, as `simulations.run` does (`TooLargeError`): the log is the model's.
+    """
     if variant not in VARIANTS:
         raise ConfigError(f"unknown emulation variant {variant!r}; one of {', '.join(VARIANTS)}")
     check_emulable(config)
+    check_size(config, available_memory() if memory_limit is None else memory_limit)
     model_rng, target_rng = np.random.default_rng(config.seed).spawn(2)
     topo_rng, traffic_rng, _, _ = model_rng.spawn(4)
     topology = build_topology(config, topo_rng)
-    seeded = random.Random(int(np.random.default_rng(config.seed).integers(1 << 62)) ^ 0xE3E3)
+    # A third child of the seed, independent of the model's two (runs of both share a seed).
+    seeded = random.Random(int(np.random.default_rng(config.seed).spawn(3)[2].integers(1 << 62)))
     network = build_network(config, topology, seeded)
     horizon = config.effective_duration
     times = _message_times(config, horizon, traffic_rng)
@@ -114,7 +128,7 @@ def _message_times(config: SimConfig, horizon: float, rng: np.random.Generator) 
     if config.workload == "saturated":
         return times
     n = config.clients
-    active = np.sort(rng.choice(n, size=max(1, int(round(config.active_fraction * n))), replace=False))
+    active = np.sort(rng.choice(n, size=max(1, round(config.active_fraction * n)), replace=False))
     owner, when = poisson_streams(active.shape[0], config.message_rate, horizon, rng)
     backlog_owner, backlog_time = stationary_backlog(active, config.utilisation, config.lambda_p, rng)
     for client, at in zip(np.concatenate([backlog_owner, active[owner]]), np.concatenate([backlog_time, when])):
@@ -136,8 +150,6 @@ class _Run:
         rng: random.Random,
         scratch: Path,
     ) -> None:
-        from simulations.wiretap import Wiretap
-
         self.config = config
         self.horizon = horizon
         self.surb_acks = surb_acks

@@ -28,10 +28,21 @@ from dataclasses import dataclass, field
 import trio
 
 from directory.consensus import Consensus
-from mixclient.cover_streams import CoverSchedule, Emission, SendQueue, StreamKind, StreamRates
+from mixclient.cover_streams import (
+    CoverSchedule,
+    Emission,
+    SendQueue,
+    StreamKind,
+    StreamRates,
+)
 from mixclient.e2e import E2ESuite, open_sealed, seal
 from mixclient.fragments import Reassembler, fragment
-from mixclient.payload_framing import Frame, FrameKind, decode_frame, encode_user_payload
+from mixclient.payload_framing import (
+    Frame,
+    FrameKind,
+    decode_frame,
+    encode_user_payload,
+)
 from mixclient.reliability import AckTracker, MessageFailed, Retransmit
 from mixclient.routes import Route, forward_route, loop_route, surb_route
 from mixnode.gateway_protocol import Delivery, MessageKind
@@ -188,25 +199,30 @@ class ClientDriver:
     def _emit(self, emission: Emission[QueuedFragment]) -> None:
         at = emission.at
         item = emission.packet
-        if item is not None:
-            if self.surb_acks and not self.tracker.is_pending(item.message_id, item.frame.fragment_index):
-                return  # acknowledged while it waited for this slot: the slot goes unused
+        if item is not None and (
+            not self.surb_acks or self.tracker.is_pending(item.message_id, item.frame.fragment_index)
+        ):
             self._emit_real(item, at)
         elif emission.kind is StreamKind.LOOP:
-            own = self.identity
-            route = loop_route(self.consensus, own.gateway_id, own.mailbox_id, self._route_rng)
-            frame = Frame(FrameKind.LOOP, self._bytes_rng.randbytes(MESSAGE_ID_SIZE), 0, 1, 0, b"")
-            trace = self.tap.emitted(PacketKind.LOOP, self.index, self.index, at, at)
-            self._send(route, encode_user_payload(self.geometry, frame), trace)
+            self._emit_loop(at)
         else:
-            gateway = self._route_rng.choice(self.consensus.gateways)
-            peer = self.network.clients[self._route_rng.choice(self._by_gateway[gateway])]
-            route = forward_route(
-                self.consensus, self.identity.gateway_id, gateway, peer.mailbox_id, self._route_rng
-            )
-            frame = Frame(FrameKind.DROP, self._bytes_rng.randbytes(MESSAGE_ID_SIZE), 0, 1, 0, b"")
-            trace = self.tap.emitted(PacketKind.DROP, self.index, -1, at, at)
-            self._send(route, encode_user_payload(self.geometry, frame), trace)
+            # A drop: the payload slot had nothing (or a packet acknowledged while it waited).
+            self._emit_drop(at)
+
+    def _emit_loop(self, at: float) -> None:
+        own = self.identity
+        route = loop_route(self.consensus, own.gateway_id, own.mailbox_id, self._route_rng)
+        frame = Frame(FrameKind.LOOP, self._bytes_rng.randbytes(MESSAGE_ID_SIZE), 0, 1, 0, b"")
+        trace = self.tap.emitted(PacketKind.LOOP, self.index, self.index, at, at)
+        self._send(route, encode_user_payload(self.geometry, frame), trace)
+
+    def _emit_drop(self, at: float) -> None:
+        gateway = self._route_rng.choice(self.consensus.gateways)
+        peer = self.network.clients[self._route_rng.choice(self._by_gateway[gateway])]
+        route = forward_route(self.consensus, self.identity.gateway_id, gateway, peer.mailbox_id, self._route_rng)
+        frame = Frame(FrameKind.DROP, self._bytes_rng.randbytes(MESSAGE_ID_SIZE), 0, 1, 0, b"")
+        trace = self.tap.emitted(PacketKind.DROP, self.index, -1, at, at)
+        self._send(route, encode_user_payload(self.geometry, frame), trace)
 
     def _emit_real(self, item: QueuedFragment, at: float) -> None:
         peer = self.network.clients[item.recipient]

@@ -218,7 +218,9 @@ def simulate(
     started = time.perf_counter()
     try:
         if use_emulation:
-            result = emulate(config, variant=variant, surb_acks=surb_acks)  # type: ignore[arg-type]
+            result = emulate(
+                config, variant=variant, surb_acks=surb_acks, memory_limit=_memory_limit(max_memory)  # type: ignore[arg-type]
+            )
         else:
             result = run(config, progress=bar, memory_limit=_memory_limit(max_memory))
     except SimulationError as exc:
@@ -404,7 +406,7 @@ def compare_command(
     try:
         model = run(config, memory_limit=limit)
         started = time.perf_counter()
-        emulation = emulate(config, variant=variant, surb_acks=surb_acks)  # type: ignore[arg-type]
+        emulation = emulate(config, variant=variant, surb_acks=surb_acks, memory_limit=limit)  # type: ignore[arg-type]
     except SimulationError as exc:
         raise click.ClickException(str(exc)) from exc
     elapsed = time.perf_counter() - started

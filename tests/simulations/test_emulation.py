@@ -182,3 +182,33 @@ def test_cli_emulate_and_compare(tmp_path: Path) -> None:
     )
     assert broken.exit_code == 1
     assert "differs" in broken.output
+
+
+def test_the_wiretap_writes_the_models_log_columns() -> None:
+    from simulations.eventlog import PacketKind
+    from simulations.topology import build_topology
+    from simulations.wiretap import Wiretap
+
+    small = SimConfig(clients=4, layers=1, width=1, gateways=1, duration=10.0)
+    topology = build_topology(small, np.random.default_rng(0))
+    ingress, mix, egress = 0, 1, 2
+    tap = Wiretap(4, topology, 10.0)
+    real = tap.emitted(PacketKind.REAL, 0, 1, 0.5, 1.0)
+    drop = tap.emitted(PacketKind.DROP, 2, -1, 1.0, 1.0)
+    lost = tap.emitted(PacketKind.LOOP, 3, 3, 2.0, 2.0)
+    for trace in (real, drop):
+        for node, t_in, t_out in ((ingress, 1.0, 1.2), (mix, 1.2, 1.5), (egress, 1.5, 1.9)):
+            tap.entered(trace, node, t_in)
+            tap.left(trace, t_out)
+    tap.received(real, 1.95)
+    tap.received(drop, 5.0)  # a drop ends where its last node discards it
+    tap.entered(lost, ingress, 2.0)
+    assert tap.in_flight == 1 and tap.lost == 1
+    log = tap.event_log()
+    log.validate()
+    assert log.packets == 2 and log.rows == 6
+    assert log.kind.tolist() == [PacketKind.REAL, PacketKind.DROP]
+    assert log.received.tolist() == [1.95, 1.9]
+    assert log.created.tolist() == [0.5, 1.0]
+    assert log.node.tolist() == [ingress, mix, egress] * 2
+    assert log.first_row.tolist() == [0, 3, 6]
