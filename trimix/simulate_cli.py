@@ -67,6 +67,21 @@ def config_options(func: F) -> F:
     return func
 
 
+def emulation_options(func: F) -> F:
+    """--surb-acks/--no-surb-acks and --variant, for the commands that run the emulation."""
+    func = click.option(
+        "--variant",
+        type=click.Choice(VARIANTS),
+        default="faithful",
+        help="Emulate a deliberately broken variant, to see the comparison fail. [default: faithful]",
+    )(func)
+    return click.option(
+        "--surb-acks/--no-surb-acks",
+        default=True,
+        help="Send real SURB-ACKs in the emulation (left out of the log either way). [default: on]",
+    )(func)
+
+
 def _overrides(params: dict[str, Any]) -> dict[str, Any]:
     return {
         key.removeprefix("param_"): value
@@ -173,17 +188,7 @@ _MAX_MEMORY_HELP = "Refuse a run estimated to need more than this many GiB [defa
     help="Run the real mixnode and mixclient code under a virtual clock instead of the model "
     "(slow: bounded by the Sphinx crypto). The result says which produced it.",
 )
-@click.option(
-    "--surb-acks/--no-surb-acks",
-    default=True,
-    help="With --emulate: send real SURB-ACKs (they are left out of the log either way). [default: on]",
-)
-@click.option(
-    "--variant",
-    type=click.Choice(VARIANTS),
-    default="faithful",
-    help="With --emulate: a deliberately broken variant, to see the comparison fail. [default: faithful]",
-)
+@emulation_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary line.")
 @click.pass_context
 def simulate(
@@ -367,17 +372,7 @@ def sweep_command(
 @simulate.command("compare")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
 @config_options
-@click.option(
-    "--surb-acks/--no-surb-acks",
-    default=True,
-    help="Send real SURB-ACKs in the emulation (left out of the log either way). [default: on]",
-)
-@click.option(
-    "--variant",
-    type=click.Choice(VARIANTS),
-    default="faithful",
-    help="Emulate a deliberately broken variant, to see the comparison fail. [default: faithful]",
-)
+@emulation_options
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False), help="Write both results as a JSON list here."
 )
