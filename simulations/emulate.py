@@ -255,4 +255,5 @@ class _Run:
             acks_received=sum(c.counts.acks_received for c in self.clients),
             retransmissions=sum(c.counts.retransmissions for c in self.clients),
             failed_messages=sum(c.counts.failed for c in self.clients),
+            drops_discarded=sum(node.discarded for node in self.nodes),
         )

@@ -11,8 +11,9 @@ are in-memory (`EmulatedLinks`).
 The workload decides when real messages come to be: `saturated` keeps one message queued
 at all times (created when its payload slot takes it, as the model has it), `poisson`
 admits messages at the creation times the orchestrator drew (a stationary backlog at time
-0 included, as in the model). A drop goes to a uniformly chosen gateway, to the mailbox of
-a client there, who discards it; a loop goes through every layer to the client's own mailbox.
+0 included, as in the model). A drop goes to a uniformly chosen gateway and a mailbox nobody
+has, where the gateway discards it; a loop goes through every layer to the client's own
+mailbox.
 
 The wiretap learns what each packet is when it is emitted (ground truth only the log keeps).
 `emissions` is the hook a deliberately broken client overrides.
@@ -47,7 +48,7 @@ from mixclient.reliability import AckTracker, MessageFailed, Retransmit
 from mixclient.routes import Route, forward_route, loop_route, surb_route
 from mixnode.gateway_protocol import Delivery, MessageKind
 from simulations.emulated_links import Carried, EmulatedLinks
-from simulations.emulated_network import EmulatedClientIdentity, EmulatedNetwork
+from simulations.emulated_network import MAILBOX_ID_SIZE, EmulatedClientIdentity, EmulatedNetwork
 from simulations.eventlog import PacketKind
 from simulations.wiretap import Wiretap
 from sphinx_packets import SURBKeys, create_packet, decrypt_surb_payload, new_surb
@@ -123,10 +124,6 @@ class ClientDriver:
         self.reassembler = Reassembler(self.geometry)
         self.inbox = links.attach_client(self.index)
         self.counts = ClientCounts()
-        peers = network.clients
-        self._by_gateway: dict[bytes, list[int]] = {}
-        for peer in peers:
-            self._by_gateway.setdefault(peer.gateway_id, []).append(peer.index)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Sends until the horizon, receives until cancelled."""
@@ -217,9 +214,11 @@ class ClientDriver:
         self._send(route, encode_user_payload(self.geometry, frame), trace)
 
     def _emit_drop(self, at: float) -> None:
+        """Through every layer to a uniformly chosen gateway and a mailbox nobody has (as
+        `mixclient.client` sends it): the gateway discards it."""
         gateway = self._route_rng.choice(self.consensus.gateways)
-        peer = self.network.clients[self._route_rng.choice(self._by_gateway[gateway])]
-        route = forward_route(self.consensus, self.identity.gateway_id, gateway, peer.mailbox_id, self._route_rng)
+        nobody = self._bytes_rng.randbytes(MAILBOX_ID_SIZE)
+        route = forward_route(self.consensus, self.identity.gateway_id, gateway, nobody, self._route_rng)
         frame = Frame(FrameKind.DROP, self._bytes_rng.randbytes(MESSAGE_ID_SIZE), 0, 1, 0, b"")
         trace = self.tap.emitted(PacketKind.DROP, self.index, -1, at, at)
         self._send(route, encode_user_payload(self.geometry, frame), trace)

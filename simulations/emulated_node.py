@@ -106,6 +106,7 @@ class NodeDriver:
         self.dropped: Counter[str] = Counter()
         self.unwrapped = 0
         self.acks_sent = 0
+        self.discarded = 0
         self.loops_returned = 0
 
     @property
@@ -161,7 +162,7 @@ class NodeDriver:
             self.tap.received(trace, now + self.links.latency)
         client = self.mailboxes.get(action.recipient_id)
         if client is None:
-            self.dropped["unknown_mailbox"] += 1
+            self.discarded += 1  # a drop, to a mailbox nobody has: the store refuses it
             return
         self.links.to_client(client, action.message)
         if self.surb_acks and action.surb_ack is not None:

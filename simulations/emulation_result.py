@@ -34,6 +34,7 @@ class EmulationStats:
     acks_received: int = 0
     retransmissions: int = 0
     failed_messages: int = 0
+    drops_discarded: int = 0  # drop packets the exit gateways discarded (a mailbox nobody has)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
