@@ -48,7 +48,11 @@ from mixclient.reliability import AckTracker, MessageFailed, Retransmit
 from mixclient.routes import Route, forward_route, loop_route, surb_route
 from mixnode.gateway_protocol import Delivery, MessageKind
 from simulations.emulated_links import Carried, EmulatedLinks
-from simulations.emulated_network import MAILBOX_ID_SIZE, EmulatedClientIdentity, EmulatedNetwork
+from simulations.emulated_network import (
+    MAILBOX_ID_SIZE,
+    EmulatedClientIdentity,
+    EmulatedNetwork,
+)
 from simulations.eventlog import PacketKind
 from simulations.wiretap import Wiretap
 from sphinx_packets import SURBKeys, create_packet, decrypt_surb_payload, new_surb
