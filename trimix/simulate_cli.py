@@ -217,6 +217,8 @@ def simulate(
         ctx.obj = {"config_path": config_path, "overrides": _overrides(params), "max_memory": max_memory}
         return
     config = build_config(config_path, _overrides(params))
+    if use_emulation and plot_dir:
+        raise click.UsageError("--plot draws model runs; it does not go with --emulate")
     if save_config:
         Path(save_config).write_text(config.to_toml(), encoding="utf-8")
     bar = _StageBar(_show_progress(quiet))
