@@ -219,11 +219,12 @@ class _Run:
             logger.warning("%d packets were still in flight when the emulation stopped", self.tap.in_flight)
 
     def _busy(self) -> bool:
-        """Whether a packet is still on its way: traced, held by a node, or in transit."""
+        """Whether a packet is still on its way: traced, in transit, waiting in an inbox or held."""
         return bool(
             self.tap.in_flight
             or self.links.in_transit
             or any(len(node.scheduler.scheduler) or node.backlog for node in self.nodes)
+            or any(client.backlog for client in self.clients)
         )
 
     def stats(self, wall: float) -> EmulationStats:

@@ -129,6 +129,11 @@ class ClientDriver:
         self.inbox = links.attach_client(self.index)
         self.counts = ClientCounts()
 
+    @property
+    def backlog(self) -> int:
+        """Deliveries in the inbox, not yet processed."""
+        return self.inbox.statistics().current_buffer_used
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Sends until the horizon, receives until cancelled."""
         async with trio.open_nursery() as nursery:
