@@ -9,7 +9,15 @@ large: 1,000 mixes (4 layers × 250) and 20 gateways, 5,000 clients with loop an
        whose address space is capped at 4 GiB, so that the figure of its peak resident memory
        is its own. Limits: 60 s and 4 GiB.
 
-Both run with every metric on, the forward per-packet entropy included; "stage_seconds" splits
+emulation: the 3 × 3 network (3 gateways) with 100 clients at the consensus defaults (1/μ = 50 ms,
+       λ_P = 2, λ_L = λ_D = 0.5, λ_M = 1 per second), saturated, for 600 virtual seconds, run by
+       the real node and client code (`simulations.emulate`, SURB-ACKs on) and measured like the
+       model; "emulation_packets_per_second" is Sphinx packets built per wall-clock second (the
+       run is bounded by the Sphinx crypto), with its wall time and the model's figures beside it.
+       No limit: the figure is reported. `--emulation-seconds N` shortens the run;
+       `--emulation-only` skips the two model benchmarks.
+
+The model runs with every metric on, the forward per-packet entropy included; "stage_seconds" splits
 the time by stage and "forward_seconds" is what the forward metric adds.
 
 Usage: .venv/bin/python benchmarks/simulations.py
@@ -32,6 +40,8 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from simulations import SimConfig, run  # noqa: E402
+from simulations.comparison import compare  # noqa: E402
+from simulations.emulate import emulate  # noqa: E402
 
 GIB = 1 << 30
 
@@ -120,6 +130,60 @@ def measure(config: SimConfig) -> dict[str, object]:
     }
 
 
+def emulation_config(seconds: float) -> SimConfig:
+    return SimConfig(
+        clients=100,
+        layers=3,
+        width=3,
+        gateways=3,
+        mu=20.0,
+        lambda_p=2.0,
+        lambda_l=0.5,
+        lambda_d=0.5,
+        lambda_m=1.0,
+        workload="saturated",
+        duration=seconds,
+        targets=1000,
+        seed=1,
+    )
+
+
+def measure_emulation(seconds: float) -> dict[str, object]:
+    config = emulation_config(seconds)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    result = emulate(config)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    stats = result.emulation
+    assert stats is not None
+    model = run(config, memory_limit=math.inf)
+    figures = {f.name: f for f in compare(model, result).figures}
+
+    def pair(name: str) -> dict[str, float]:
+        f = figures[name]
+        return {
+            "model": round(f.model, 4),
+            "model_se": round(f.model_se, 4),
+            "emulation": round(f.emulation, 4),
+            "emulation_se": round(f.emulation_se, 4),
+        }
+
+    return {
+        "virtual_seconds": round(stats.virtual_seconds, 2),
+        "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),
+        "packets_built": stats.packets_built,
+        "unwraps": stats.unwraps,
+        "packets_per_second": round(stats.packets_per_second, 1),
+        "unwraps_per_second": round(stats.unwraps_per_second, 1),
+        "acks_sent": stats.acks_sent,
+        "acks_received": stats.acks_received,
+        "lost": stats.lost,
+        "entropy_mean_bits": pair("entropy_mean"),
+        "latency_mean_s": pair("latency_mean"),
+        "cover_per_real": pair("cover_per_real"),
+    }
+
+
 def large_child() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (4 * GIB, 4 * GIB))
     figures = measure(large_config())
@@ -130,6 +194,19 @@ def large_child() -> None:
 def main() -> None:
     # One core: no BLAS threads (the simulator barely uses BLAS, but be explicit).
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    seconds = float(sys.argv[sys.argv.index("--emulation-seconds") + 1]) if "--emulation-seconds" in sys.argv else 600.0
+    emulated = measure_emulation(seconds)
+    if "--emulation-only" in sys.argv:
+        print(
+            json.dumps(
+                {
+                    "benchmark": "simulations",
+                    "emulation_3x3": emulated,
+                    "emulation_packets_per_second": emulated["packets_per_second"],
+                }
+            )
+        )
+        return
     small = measure(small_config())
     child = subprocess.run(
         [sys.executable, __file__, "--large-child"], capture_output=True, text=True, env=env, check=False
@@ -153,6 +230,8 @@ def main() -> None:
                 "benchmark": "simulations",
                 "small_3x3": small,
                 "large_1000_mixes": large,
+                "emulation_3x3": emulated,
+                "emulation_packets_per_second": emulated["packets_per_second"],
                 "limits": {"small_seconds": 5.0, "large_seconds": 60.0, "large_memory_mib": 4096},
                 "within_limits": ok,
             }

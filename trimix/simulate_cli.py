@@ -13,6 +13,8 @@ import click
 from tqdm import tqdm
 
 from simulations.aggregate import aggregate_over_seeds
+from simulations.broken_variants import VARIANTS
+from simulations.comparison import compare
 from simulations.config import (
     INTEGER_PARAMETERS,
     LAYER_LIST_PARAMETERS,
@@ -22,6 +24,8 @@ from simulations.config import (
     SimConfig,
     coerce,
 )
+from simulations.emulate import emulate
+from simulations.emulation_result import produced_by, result_document
 from simulations.errors import ConfigError, SimulationError
 from simulations.figures import standard_figures
 from simulations.io import csv_text, write_csv, write_json, write_seed_csv
@@ -61,6 +65,21 @@ def config_options(func: F) -> F:
             help=f"{spec.metadata['help']} [default: {default}]",
         )(func)
     return func
+
+
+def emulation_options(func: F) -> F:
+    """--surb-acks/--no-surb-acks and --variant, for the commands that run the emulation."""
+    func = click.option(
+        "--variant",
+        type=click.Choice(VARIANTS),
+        default="faithful",
+        help="Emulate a deliberately broken variant, to see the comparison fail. [default: faithful]",
+    )(func)
+    return click.option(
+        "--surb-acks/--no-surb-acks",
+        default=True,
+        help="Send real SURB-ACKs in the emulation (left out of the log either way). [default: on]",
+    )(func)
 
 
 def _overrides(params: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +143,7 @@ def _headline(result: Result) -> str:
     """The main figures with their standard errors, each printed to the precision of its error."""
     s = result.summary
     return (
-        f"sender entropy {format_estimate(s.entropy_mean, s.entropy_mean_se, 'bits')} "
+        f"{produced_by(result)}: sender entropy {format_estimate(s.entropy_mean, s.entropy_mean_se, 'bits')} "
         f"(anonymity set {s.anonymity_set:.3g}) over {s.measured_targets} messages; "
         f"forward per-packet entropy {format_estimate(s.forward_entropy_mean, s.forward_entropy_mean_se, 'bits')}; "
         f"δ(ε={result.config.epsilon:g}) = {format_estimate(s.delta, s.delta_se)}; "
@@ -162,6 +181,14 @@ _MAX_MEMORY_HELP = "Refuse a run estimated to need more than this many GiB [defa
 )
 @click.option("--workers", type=click.IntRange(1), default=None, help="Processes for --plot's extra runs.")
 @click.option("--max-memory", type=click.FloatRange(min=0, min_open=True), default=None, help=_MAX_MEMORY_HELP)
+@click.option(
+    "--emulate",
+    "use_emulation",
+    is_flag=True,
+    help="Run the real mixnode and mixclient code under a virtual clock instead of the model "
+    "(slow: bounded by the Sphinx crypto). The result says which produced it.",
+)
+@emulation_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary line.")
 @click.pass_context
 def simulate(
@@ -175,6 +202,9 @@ def simulate(
     save_config: str | None,
     workers: int | None,
     max_memory: float | None,
+    use_emulation: bool,
+    surb_acks: bool,
+    variant: str,
     quiet: bool,
     **params: Any,
 ) -> None:
@@ -187,23 +217,31 @@ def simulate(
         ctx.obj = {"config_path": config_path, "overrides": _overrides(params), "max_memory": max_memory}
         return
     config = build_config(config_path, _overrides(params))
+    if use_emulation and plot_dir:
+        raise click.UsageError("--plot draws model runs; it does not go with --emulate")
     if save_config:
         Path(save_config).write_text(config.to_toml(), encoding="utf-8")
     bar = _StageBar(_show_progress(quiet))
     started = time.perf_counter()
     try:
-        result = run(config, progress=bar, memory_limit=_memory_limit(max_memory))
+        if use_emulation:
+            result = emulate(
+                config, variant=variant, surb_acks=surb_acks, memory_limit=_memory_limit(max_memory)  # type: ignore[arg-type]
+            )
+        else:
+            result = run(config, progress=bar, memory_limit=_memory_limit(max_memory))
     except SimulationError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         bar.close()
     elapsed = time.perf_counter() - started
+    document = json.dumps(result_document(result, arrays=arrays), indent=2, allow_nan=False)
     if json_path:
-        write_json(result, json_path, arrays=arrays)
+        Path(json_path).write_text(document + "\n", encoding="utf-8")
     if csv_path:
         write_csv([result], csv_path)
     if not json_path:
-        click.echo(json.dumps(result.to_json(arrays=arrays), indent=2, allow_nan=False))
+        click.echo(document)
     if plot_dir:
         update, close = _point_bar(_show_progress(quiet), 10, "figure runs")
         try:
@@ -331,3 +369,56 @@ def sweep_command(
         for path in sweep_plots(results, list(grid), plot_dir):
             if not quiet:
                 click.echo(f"wrote {path}", err=True)
+
+
+@simulate.command("compare")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@config_options
+@emulation_options
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False), help="Write both results as a JSON list here."
+)
+@click.option("--check", is_flag=True, help="Exit with status 1 when a checked figure differs.")
+@click.option("--max-memory", type=click.FloatRange(min=0, min_open=True), default=None, help=_MAX_MEMORY_HELP)
+@click.pass_context
+def compare_command(
+    ctx: click.Context,
+    /,
+    config_path: str,
+    surb_acks: bool,
+    variant: str,
+    json_path: str | None,
+    check: bool,
+    max_memory: float | None,
+    **params: Any,
+) -> None:
+    """Run the model and the emulation on CONFIG and print their figures side by side.
+
+    Each figure is shown ± its standard error; entropy is checked within 0.3 bits, mean
+    latency and cover overhead within 5 % of the model (docs/SIMULATIONS.md, "Emulation").
+    """
+    outer = ctx.obj or {"overrides": {}, "max_memory": None}
+    limit = _memory_limit(max_memory if max_memory is not None else outer["max_memory"])
+    config = build_config(config_path, outer["overrides"] | _overrides(params))
+    try:
+        model = run(config, memory_limit=limit)
+        started = time.perf_counter()
+        emulation = emulate(config, variant=variant, surb_acks=surb_acks, memory_limit=limit)  # type: ignore[arg-type]
+    except SimulationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    elapsed = time.perf_counter() - started
+    comparison = compare(model, emulation)
+    click.echo(comparison.table())
+    stats = emulation.emulation
+    if stats is not None:
+        click.echo(
+            f"emulation: {stats.packets_built} Sphinx packets built, {stats.unwraps} unwrapped, "
+            f"{stats.packets_per_second:.0f} packets/s, {elapsed:.1f} s wall for "
+            f"{stats.virtual_seconds:.1f} virtual s; lost {stats.lost}",
+            err=True,
+        )
+    if json_path:
+        documents = [result_document(model), result_document(emulation)]
+        Path(json_path).write_text(json.dumps(documents, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    if check and not comparison.agrees:
+        raise click.ClickException("the emulation differs from the model: " + ", ".join(comparison.failures()))
