@@ -148,6 +148,8 @@ class Emitted:
     """A fragment, retransmission or reply; else cover."""
     delay_ms: int = 0
     """For a fragment: the sum of the delays drawn for its hops (0 otherwise)."""
+    scheduled: float = 0.0
+    """When its stream slot fell due (`at` is later by the time taken to build and send)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -832,9 +834,10 @@ class Client:
 
     async def _emit(self, emission: Emission[_Job]) -> None:
         job = emission.packet
+        due = emission.at
         now = trio.current_time()
         if isinstance(job, _ReplyJob):
-            if await self._put_on_link(job.packet, real=True):
+            if await self._put_on_link(job.packet, real=True, scheduled=due):
                 if job.sent is not None:
                     job.sent.set()
             else:
@@ -843,10 +846,12 @@ class Client:
         if isinstance(job, _FragmentJob) and self._tracker.is_pending(job.message_id, job.index):
             built = self._fragment_packet(job)
             if built is None:
-                await self._put_on_link(self._drop_packet(), real=False, stream="payload")
+                await self._put_on_link(
+                    self._drop_packet(), real=False, stream="payload", scheduled=due
+                )
                 return
             packet, keys, forward_ms, ack_ms = built
-            if not await self._put_on_link(packet, real=True, delay_ms=forward_ms):
+            if not await self._put_on_link(packet, real=True, delay_ms=forward_ms, scheduled=due):
                 self._schedule.queue.put(job, urgent=True)
                 return
             self._tracker.sent(
@@ -860,9 +865,13 @@ class Client:
             return
         # A cover slot (or a real slot whose fragment was acknowledged meanwhile).
         if emission.kind is StreamKind.LOOP:
-            await self._put_on_link(self._loop_packet(now), real=False, stream="loop")
+            await self._put_on_link(
+                self._loop_packet(now), real=False, stream="loop", scheduled=due
+            )
         else:
-            await self._put_on_link(self._drop_packet(), real=False, stream=emission.kind.value)
+            await self._put_on_link(
+                self._drop_packet(), real=False, stream=emission.kind.value, scheduled=due
+            )
 
     def _fragment_packet(self, job: _FragmentJob) -> tuple[bytes, SURBKeys, int, int] | None:
         outgoing = self._outgoing.get(job.message_id)
@@ -912,7 +921,13 @@ class Client:
         return create_packet(geometry, route.hops, encode_user_payload(geometry, frame))
 
     async def _put_on_link(
-        self, packet: bytes, *, real: bool, stream: str = "", delay_ms: int = 0
+        self,
+        packet: bytes,
+        *,
+        real: bool,
+        stream: str = "",
+        delay_ms: int = 0,
+        scheduled: float = 0.0,
     ) -> bool:
         gateway = self._gateway
         if gateway is None:
@@ -928,7 +943,7 @@ class Client:
         else:
             self._counts[f"cover_{stream}"] += 1
         if self._on_emit is not None:
-            self._on_emit(Emitted(now, real, delay_ms))
+            self._on_emit(Emitted(now, real, delay_ms, scheduled))
         return True
 
     async def _timers_forever(self) -> None:

@@ -41,3 +41,19 @@ def require_vectors(environ: Mapping[str, str] = os.environ) -> Path:
 def vectors_dir() -> Path:
     """The published test vectors (`require_vectors`)."""
     return require_vectors()
+
+
+@pytest.fixture(scope="session")
+def apps_testnet(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One real testnet (λ_P 20/s, 10 s epochs) for the modules that test what apps use
+    (the WebSocket daemon, the commands, the demo, the examples): starting one takes half a
+    minute, so they share it. Each test uses clients of its own."""
+    from tests.mixclient.testnet_fixture import running_testnet
+    from trimix.demo import DEMO_RATES
+    from trimix.testnet import plan_testnet
+
+    plan = plan_testnet(
+        tmp_path_factory.mktemp("apps-testnet"), epoch_seconds=10.0, client_rates=DEMO_RATES
+    )
+    with running_testnet(plan) as processes:
+        yield plan, processes

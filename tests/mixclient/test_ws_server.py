@@ -16,7 +16,7 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,6 @@ from mixclient.ws_protocol import MAX_REQUEST_BYTES
 from mixclient.ws_server import ClientWebSocketServer
 from trimix.testnet import TestnetPlan, TestnetProcesses, plan_testnet
 
-from .testnet_fixture import running_testnet
 
 RATES = (20.0, 2.0, 2.0)
 REPO = Path(__file__).resolve().parents[2]
@@ -47,12 +46,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptio
 
 
 @pytest.fixture(scope="module")
-def testnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestnetPlan, TestnetProcesses]]:
-    plan = plan_testnet(
-        tmp_path_factory.mktemp("ws-testnet"), epoch_seconds=10.0, client_rates=RATES
-    )
-    with running_testnet(plan) as processes:
-        yield plan, processes
+def testnet(
+    apps_testnet: tuple[TestnetPlan, TestnetProcesses],
+) -> tuple[TestnetPlan, TestnetProcesses]:
+    return apps_testnet  # shared with the other app-facing modules (tests/conftest.py)
 
 
 def config_of(plan: TestnetPlan, name: str, gateway: int) -> ClientConfig:

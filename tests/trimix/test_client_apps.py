@@ -22,9 +22,8 @@ import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from mixclient import Client, ClientConfig
-from tests.mixclient.testnet_fixture import running_testnet
-from trimix.demo import DEMO_RATES, demo_run
-from trimix.testnet import TestnetPlan, TestnetProcesses, plan_testnet
+from trimix.demo import demo_run
+from trimix.testnet import TestnetPlan, TestnetProcesses
 
 REPO = Path(__file__).resolve().parents[2]
 TRIMIX = [sys.executable, "-m", "trimix"]
@@ -32,12 +31,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptio
 
 
 @pytest.fixture(scope="module")
-def testnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestnetPlan, TestnetProcesses]]:
-    plan = plan_testnet(
-        tmp_path_factory.mktemp("apps-testnet"), epoch_seconds=10.0, client_rates=DEMO_RATES
-    )
-    with running_testnet(plan) as processes:
-        yield plan, processes
+def testnet(
+    apps_testnet: tuple[TestnetPlan, TestnetProcesses],
+) -> tuple[TestnetPlan, TestnetProcesses]:
+    return apps_testnet  # shared with the other app-facing modules (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
