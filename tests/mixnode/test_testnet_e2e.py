@@ -333,7 +333,14 @@ async def test_sigterm_stores_the_mail_it_was_holding(
     plan, processes = testnet
     geometry = plan.geometry
     entry, exit_ = plan.gateways
-    consensus = await _fetcher(plan).fetch(plan.clock.epoch_at(time.time()))
+    # An earlier test restarted the exit: wait for a consensus that lists it again.
+    fetcher = _fetcher(plan)
+    with trio.fail_after(12 * EPOCH_SECONDS):
+        while True:
+            consensus = await fetcher.fetch(plan.clock.epoch_at(time.time()))
+            if exit_.node_id in {d.node_id for d in consensus.descriptors}:
+                break
+            await trio.sleep(0.5)
     assert entry.client_port is not None and exit_.client_port is not None
     receiver_key = LinkKey.generate()
     receiver = await _client(exit_, receiver_key, plan)
