@@ -11,9 +11,11 @@ What runs while the client is open (one nursery, four tasks):
 - emitter: the three Poisson streams of `cover_streams.CoverSchedule`. A payload slot takes
   the next queued real packet (a fragment, a retransmission or a reply) or sends a drop
   packet; a loop slot sends a loop through the network to the own mailbox; a drop slot a drop
-  packet. Packets are built when their slot comes (fresh route, fresh SURB-ACK), so a real
-  packet costs its slot nothing in time that a cover packet would not. Nothing else puts a
-  packet on the link.
+  packet. Each slot is taken from the schedule ahead of its time and its packet built
+  (fresh route, fresh SURB-ACK for a fragment) while the emitter waits for it; at the slot
+  only ready bytes go out, so what a real packet costs to build never shows on the link. A
+  real packet queued after the next slot was taken goes in the payload slot after it.
+  Nothing else puts a packet on the link.
 - link: connects to the gateway (the second address of its descriptor, its Noise key from
   the consensus), registers, then polls the mailbox on a fixed schedule: one FETCH frame up
   (carrying the acknowledgements of the previous poll's messages) and `fetch_count` frames
@@ -38,10 +40,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import random
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Self
@@ -116,6 +119,8 @@ _LINK_ERRORS = (
 )
 INBOUND_SWEEP_SECONDS = 60.0
 """How often fragments of messages the reassembly gave up are dropped from the store."""
+BUILD_AHEAD = 0.1
+"""Seconds ahead of their slots that packets are built (at least the next slot's always)."""
 _MAX_TRACKED_LOOPS = 10_000
 _MAX_CONVERSATIONS = 10_000
 
@@ -149,7 +154,7 @@ class Emitted:
     delay_ms: int = 0
     """For a fragment: the sum of the delays drawn for its hops (0 otherwise)."""
     scheduled: float = 0.0
-    """When its stream slot fell due (`at` is later by the time taken to build and send)."""
+    """When its stream slot fell due (the packet was built before; `at` adds the send)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +199,18 @@ class _ReplyJob:
 
 
 _Job = _FragmentJob | _ReplyJob
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Prepared:
+    """A slot's packet, built before the slot: `job` is None for cover."""
+
+    packet: bytes = field(repr=False)
+    job: _Job | None = None
+    stream: str = ""
+    keys: SURBKeys | None = field(default=None, repr=False)
+    delay_ms: int = 0
+    ack_ms: int = 0
 
 
 @dataclass(eq=False)
@@ -826,52 +843,76 @@ class Client:
         await sent.wait()
 
     async def _emit_forever(self) -> None:
-        while True:
-            wait = self._schedule.wait_time(trio.current_time())
-            await trio.sleep(min(wait, 1.0))  # wake at least each second: rates may change
-            for emission in self._schedule.due(trio.current_time()):
-                await self._emit(emission)
+        """Send each slot's packet at the slot's time, built before it.
 
-    async def _emit(self, emission: Emission[_Job]) -> None:
+        Slots are taken from the schedule ahead of their time: every slot due within
+        `BUILD_AHEAD` seconds, and at least the next one. A packet is built only while the
+        next slot is further away than a few builds take, so that a build never runs into a
+        slot: the link shows the slot times, not what a real or a cover packet cost to build.
+        """
+        ready: deque[tuple[Emission[_Job], _Prepared]] = deque()
+        build_seconds = 0.001  # running mean of the time one build takes
+        while True:
+            now = trio.current_time()
+            if ready and ready[0][0].at <= now:
+                emission, prepared = ready.popleft()
+                await self._send_prepared(prepared, emission.at)
+                continue
+            room = ready[0][0].at - now if ready else math.inf
+            horizon = ready[-1][0].at - now if ready else -math.inf
+            if room > 4 * build_seconds and (not ready or horizon < BUILD_AHEAD):
+                emission = self._schedule.next_emission(now)
+                if emission is not None:
+                    started = time.perf_counter()
+                    ready.append((emission, self._prepare(emission)))
+                    build_seconds += 0.1 * (time.perf_counter() - started - build_seconds)
+                    await trio.lowlevel.checkpoint()
+                    continue
+            if ready:
+                await trio.sleep_until(ready[0][0].at)
+            else:  # every stream is off: look again when the rates may have changed
+                await trio.sleep(1.0)
+
+    def _prepare(self, emission: Emission[_Job]) -> _Prepared:
+        """The packet for a slot (real if it took a job and the job still needs sending)."""
         job = emission.packet
-        due = emission.at
-        now = trio.current_time()
         if isinstance(job, _ReplyJob):
-            if await self._put_on_link(job.packet, real=True, scheduled=due):
-                if job.sent is not None:
-                    job.sent.set()
-            else:
-                self._schedule.queue.put(job, urgent=True)
-            return
+            return _Prepared(job.packet, job=job)
         if isinstance(job, _FragmentJob) and self._tracker.is_pending(job.message_id, job.index):
             built = self._fragment_packet(job)
-            if built is None:
-                await self._put_on_link(
-                    self._drop_packet(), real=False, stream="payload", scheduled=due
-                )
-                return
-            packet, keys, forward_ms, ack_ms = built
-            if not await self._put_on_link(packet, real=True, delay_ms=forward_ms, scheduled=due):
-                self._schedule.queue.put(job, urgent=True)
-                return
-            self._tracker.sent(
-                job.message_id, job.index, keys.surb_id, now,
-                forward_delay_ms=forward_ms, ack_delay_ms=ack_ms,
-            )
-            outgoing = self._outgoing.get(job.message_id)
-            if outgoing is not None:
-                self._ack_keys[keys.surb_id] = (keys, job.message_id, job.index)
-                outgoing.surb_ids.setdefault(job.index, []).append(keys.surb_id)
-            return
-        # A cover slot (or a real slot whose fragment was acknowledged meanwhile).
+            if built is not None:
+                packet, keys, forward_ms, ack_ms = built
+                return _Prepared(packet, job=job, keys=keys, delay_ms=forward_ms, ack_ms=ack_ms)
+        # A cover slot (or a real slot whose fragment was acknowledged or cannot be routed).
         if emission.kind is StreamKind.LOOP:
-            await self._put_on_link(
-                self._loop_packet(now), real=False, stream="loop", scheduled=due
-            )
-        else:
-            await self._put_on_link(
-                self._drop_packet(), real=False, stream=emission.kind.value, scheduled=due
-            )
+            return _Prepared(self._loop_packet(emission.at), stream="loop")
+        return _Prepared(self._drop_packet(), stream=emission.kind.value)
+
+    async def _send_prepared(self, prepared: _Prepared, due: float) -> None:
+        job = prepared.job
+        sent = await self._put_on_link(
+            prepared.packet, real=job is not None, stream=prepared.stream,
+            delay_ms=prepared.delay_ms, scheduled=due,
+        )
+        if job is None:
+            return
+        if not sent:
+            self._schedule.queue.put(job, urgent=True)  # the next payload slot rebuilds it
+            return
+        if isinstance(job, _ReplyJob):
+            if job.sent is not None:
+                job.sent.set()
+            return
+        keys = prepared.keys
+        assert keys is not None
+        tracked = self._tracker.sent(
+            job.message_id, job.index, keys.surb_id, trio.current_time(),
+            forward_delay_ms=prepared.delay_ms, ack_delay_ms=prepared.ack_ms,
+        )
+        outgoing = self._outgoing.get(job.message_id)
+        if tracked and outgoing is not None:
+            self._ack_keys[keys.surb_id] = (keys, job.message_id, job.index)
+            outgoing.surb_ids.setdefault(job.index, []).append(keys.surb_id)
 
     def _fragment_packet(self, job: _FragmentJob) -> tuple[bytes, SURBKeys, int, int] | None:
         outgoing = self._outgoing.get(job.message_id)

@@ -23,6 +23,12 @@ order. Events more than `max_lateness` seconds in the past (a suspended laptop) 
 sent in a burst: the stream is restarted at `now - max_lateness` (memoryless again) and the
 restart is counted in `restarts`.
 
+Building ahead. `next_emission(now)` hands out the next emission before it falls due, so
+that the driver builds its packet (route, SURB-ACK, Sphinx layers) while it waits and only
+puts ready bytes on the link at `at`: what building costs, real or cover, never shows in the
+link's timing. A payload slot taken ahead takes its queued packet then; a real packet queued
+after that waits for the slot after.
+
 Queue. Real packets (first transmissions, retransmissions, replies) wait in a bounded
 `SendQueue` and leave ONLY in payload-stream slots, oldest first; retransmissions and
 replies (`urgent`) go before new packets. A full queue refuses the packet (`put` returns
@@ -135,11 +141,7 @@ class PoissonStreams:
 
     def due(self, now: float) -> list[StreamEvent]:
         """Consume and return every event at or before `now`, in time order."""
-        horizon = now - self._max_lateness
-        for kind, at in self._next.items():
-            if at < horizon:
-                self._next[kind] = self._draw(horizon, self._rates.of(kind))
-                self.restarts += 1
+        self._restart_late(now)
         events = []
         while True:
             kind = min(self._next, key=self._next.__getitem__)
@@ -148,6 +150,21 @@ class PoissonStreams:
                 return events
             events.append(StreamEvent(kind, at))
             self._next[kind] = self._draw(at, self._rates.of(kind))
+
+    def pop(self, now: float) -> StreamEvent | None:
+        """Consume and return the next event, due or not (None when every stream is off)."""
+        self._restart_late(now)
+        event = self.next_event()
+        if event is not None:
+            self._next[event.kind] = self._draw(event.at, self._rates.of(event.kind))
+        return event
+
+    def _restart_late(self, now: float) -> None:
+        horizon = now - self._max_lateness
+        for kind, at in self._next.items():
+            if at < horizon:
+                self._next[kind] = self._draw(horizon, self._rates.of(kind))
+                self.restarts += 1
 
     def _draw(self, start: float, rate: float) -> float:
         return start + self._rng.expovariate(rate) if rate > 0 else math.inf
@@ -226,12 +243,17 @@ class CoverSchedule(Generic[T]):
 
     def due(self, now: float) -> list[Emission[T]]:
         """Every emission due at `now`, in time order; payload slots take queued packets."""
-        emissions: list[Emission[T]] = []
-        for event in self.streams.due(now):
-            packet = self.queue.take() if event.kind is StreamKind.PAYLOAD else None
-            if packet is None:
-                self.sent_cover[event.kind] += 1
-            else:
-                self.sent_real += 1
-            emissions.append(Emission(event.kind, event.at, packet))
-        return emissions
+        return [self._fill(event) for event in self.streams.due(now)]
+
+    def next_emission(self, now: float) -> Emission[T] | None:
+        """The next emission, taken ahead of its time `at` (None when every stream is off)."""
+        event = self.streams.pop(now)
+        return None if event is None else self._fill(event)
+
+    def _fill(self, event: StreamEvent) -> Emission[T]:
+        packet = self.queue.take() if event.kind is StreamKind.PAYLOAD else None
+        if packet is None:
+            self.sent_cover[event.kind] += 1
+        else:
+            self.sent_real += 1
+        return Emission(event.kind, event.at, packet)

@@ -55,9 +55,8 @@ from simulations.emulated_network import EmulatedNetwork, build_network, check_e
 from simulations.emulated_node import NodeDriver
 from simulations.emulation_result import EmulationResult, EmulationStats
 from simulations.errors import ConfigError
-from simulations.metrics import measure
 from simulations.resources import available_memory, check_size
-from simulations.runner import choose_targets, measurement_window
+from simulations.runner import measure_log
 from simulations.topology import build_topology
 from simulations.traffic import poisson_streams, stationary_backlog
 from simulations.wiretap import Wiretap
@@ -99,16 +98,7 @@ def emulate(
     wall = time.perf_counter() - started
     log = run.tap.event_log()
     log.validate()
-    window = measurement_window(config)
-    targets = choose_targets(log, config.targets, window, target_rng)
-    metrics = measure(
-        log,
-        targets,
-        window,
-        epsilon=config.epsilon,
-        mass_floor=config.mass_floor,
-        recognise_node_loops=config.node_loops == "recognised",
-    )
+    metrics = measure_log(config, log, target_rng)
     return EmulationResult(
         config=config,
         summary=metrics.summary,

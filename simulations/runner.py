@@ -8,7 +8,7 @@ import numpy as np
 
 from simulations.config import SimConfig
 from simulations.eventlog import EventLog
-from simulations.metrics import StageProgress, Window, measure, real_messages
+from simulations.metrics import Metrics, StageProgress, Window, measure, real_messages
 from simulations.model import generate
 from simulations.resources import available_memory, check_size
 from simulations.result import Result
@@ -30,6 +30,27 @@ def choose_targets(log: EventLog, count: int, window: Window, rng: np.random.Gen
             )
         return candidates
     return np.sort(rng.choice(candidates, size=count, replace=False))
+
+
+def measure_log(
+    config: SimConfig,
+    log: EventLog,
+    target_rng: np.random.Generator,
+    *,
+    progress: StageProgress | None = None,
+) -> Metrics:
+    """Every metric of ``config``'s run from its event log, whatever produced the log."""
+    window = measurement_window(config)
+    targets = choose_targets(log, config.targets, window, target_rng)
+    return measure(
+        log,
+        targets,
+        window,
+        epsilon=config.epsilon,
+        mass_floor=config.mass_floor,
+        recognise_node_loops=config.node_loops == "recognised",
+        progress=progress,
+    )
 
 
 HIGH_UTILISATION = 0.95
@@ -60,17 +81,7 @@ def run(
     log = generate(config, model_rng)
     if progress is not None:
         progress("generating traffic", 1, 1)
-    window = measurement_window(config)
-    targets = choose_targets(log, config.targets, window, target_rng)
-    metrics = measure(
-        log,
-        targets,
-        window,
-        epsilon=config.epsilon,
-        mass_floor=config.mass_floor,
-        recognise_node_loops=config.node_loops == "recognised",
-        progress=progress,
-    )
+    metrics = measure_log(config, log, target_rng, progress=progress)
     return Result(
         config=config,
         summary=metrics.summary,

@@ -8,6 +8,8 @@ that hundreds of messages fit in seconds. Tests run in file order: the last ones
 from __future__ import annotations
 
 import hashlib
+import itertools
+import os
 import random
 import subprocess
 import sys
@@ -75,7 +77,14 @@ def digest(data: bytes) -> str:
 async def test_cover_traffic_is_the_same_process_idle_and_sending(
     testnet: tuple[TestnetPlan, TestnetProcesses],
 ) -> None:
-    plan, _ = testnet
+    plan, processes = testnet
+    # The whole network shares this machine's two cores with the client. While alice sends,
+    # her ACKs and bob's stored fragments keep the cores busy, and every process waits for
+    # CPU, alice included: her link would show the machine's load, not her behaviour. On a
+    # user's own machine the network's load is elsewhere; the daemons get a lower CPU
+    # priority here (for the rest of this module too) to measure the client alone.
+    for process in processes.running.values():
+        os.setpriority(os.PRIO_PROCESS, process.pid, 10)
     emitted: list[tuple[float, bool, float]] = []
     window = 8.0
     async with two_clients(plan, "cover", seeds=(7, None), on_emit=emitted) as (alice, bob):
@@ -104,17 +113,17 @@ async def test_cover_traffic_is_the_same_process_idle_and_sending(
         assert abs(len(times) - expected) < 4.5 * expected**0.5, (len(times), expected)
     assert real_busy > 0.5 * RATES[0] * (end - middle), "the busy phase sent few real packets"
     assert not any(real for at, real, _ in emitted if start <= at < middle)
-    gaps_idle = [b - a for a, b in zip(idle, idle[1:])]
-    gaps_busy = [b - a for a, b in zip(busy, busy[1:])]
+    gaps_idle = [b - a for a, b in itertools.pairwise(idle)]
+    gaps_busy = [b - a for a, b in itertools.pairwise(busy)]
     result = scipy_stats.ks_2samp(gaps_idle, gaps_busy)
     assert result.pvalue > 0.001, f"inter-packet times differ: {result}"
     # And the slots are a Poisson process with the total rate, busy as idle. (The slot times
-    # are the schedule's: the link times above add the time to build and send each packet,
-    # which a starved CPU stretches, the same for real packets and cover.)
+    # are the schedule's: the link times above add the time to send each packet, built
+    # ahead of its slot.)
     for low, high in ((start, middle), (middle, end)):
         slots = sorted(due for at, _, due in emitted if low <= at < high)
         fit = scipy_stats.kstest(
-            [b - a for a, b in zip(slots, slots[1:])], "expon", args=(0, 1 / total_rate)
+            [b - a for a, b in itertools.pairwise(slots)], "expon", args=(0, 1 / total_rate)
         )
         assert fit.pvalue > 0.001, f"slot gaps are not Exp(λ): {fit}"
 

@@ -203,6 +203,43 @@ def test_next_event_and_wait_time_agree_with_due() -> None:
         assert streams.wait_time(event.at) > 0
 
 
+def test_taking_ahead_gives_the_same_schedule_as_due() -> None:
+    ahead: CoverSchedule[int] = CoverSchedule(RATES, rng=random.Random(17), now=0.0)
+    on_time: CoverSchedule[int] = CoverSchedule(RATES, rng=random.Random(17), now=0.0)
+    taken: list[Emission[int]] = []
+    due: list[Emission[int]] = []
+    now = 0.0
+    while now < 500.0:
+        emission = ahead.next_emission(now)
+        assert emission is not None and emission.at >= now
+        taken.append(emission)
+        now = emission.at  # a driver that sleeps until each slot after building its packet
+        due.extend(on_time.due(now))
+    assert len(taken) > 1000
+    assert [(e.kind, e.at) for e in taken] == [(e.kind, e.at) for e in due]
+
+
+def test_a_payload_slot_taken_ahead_takes_the_queued_packet_then() -> None:
+    schedule: CoverSchedule[int] = CoverSchedule(
+        StreamRates(1.0, 0.0, 0.0), rng=random.Random(18), now=0.0
+    )
+    first = schedule.next_emission(0.0)
+    schedule.queue.put(1)  # queued after the slot was taken: it goes in the next one
+    second = schedule.next_emission(0.0)
+    assert first is not None and not first.real
+    assert second is not None and second.packet == 1 and second.at > first.at
+    off: CoverSchedule[int] = CoverSchedule(
+        StreamRates(0.0, 0.0, 0.0), rng=random.Random(18), now=0.0
+    )
+    assert off.next_emission(0.0) is None
+
+
+def test_taking_ahead_after_a_long_sleep_restarts_not_bursts() -> None:
+    streams = PoissonStreams(RATES, rng=random.Random(19), now=0.0, max_lateness=2.0)
+    event = streams.pop(100_000.0)
+    assert event is not None and event.at >= 100_000.0 - 2.0 and streams.restarts >= 1
+
+
 def test_a_late_driver_gets_a_bounded_catch_up_not_a_burst() -> None:
     streams = PoissonStreams(RATES, rng=random.Random(16), now=0.0, max_lateness=2.0)
     events = streams.due(100_000.0)

@@ -39,7 +39,6 @@ from mixclient.ws_protocol import MAX_REQUEST_BYTES
 from mixclient.ws_server import ClientWebSocketServer
 from trimix.testnet import TestnetPlan, TestnetProcesses, plan_testnet
 
-
 RATES = (20.0, 2.0, 2.0)
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

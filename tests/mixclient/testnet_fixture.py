@@ -9,7 +9,12 @@ from contextlib import contextmanager
 import httpx
 import trio
 
-from trimix.testnet import PlannedNode, TestnetPlan, TestnetProcesses, wait_for_consensus
+from trimix.testnet import (
+    PlannedNode,
+    TestnetPlan,
+    TestnetProcesses,
+    wait_for_consensus,
+)
 
 
 @contextmanager
