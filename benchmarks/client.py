@@ -187,7 +187,11 @@ async def goodput_phase(
     async with trio.open_nursery() as nursery:
         for seq in seqs:
             nursery.start_soon(alice.send, bob_address, _TAG.pack(seq) + bytes((1 << 20) - 8))
-    progress(f"goodput: {len(seqs)} MiB acknowledged, {len(emitted) - mark} packets")
+    real = sum(1 for _, e in emitted[mark:] if e.real)
+    progress(
+        f"goodput: {len(seqs)} MiB acknowledged in {time.time() - started:.1f} s, "
+        f"{len(emitted) - mark} packets ({real} real); {alice.stats}"
+    )
     with trio.move_on_after(120):
         while not all(s in arrivals for s in seqs):
             await trio.sleep(0.01)

@@ -201,6 +201,14 @@ class _ReplyJob:
 _Job = _FragmentJob | _ReplyJob
 
 
+@dataclass(slots=True)
+class _Acks:
+    """A poll's acknowledgements, stored together: fragments, and messages they complete."""
+
+    fragments: list[tuple[bytes, int]] = field(default_factory=list)
+    finished: list[bytes] = field(default_factory=list)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class _Prepared:
     """A slot's packet, built before the slot: `job` is None for cover."""
@@ -598,12 +606,13 @@ class Client:
         geometry = self.config.geometry
         done: list[bytes] = []
         keep: list[tuple[bytes, Frame, bool, bytes]] = []  # (gateway id, frame, via SURB, stored)
+        acks = _Acks()
         for item in fetched:
             delivery = item.message
             if delivery.kind is MessageKind.SURB_REPLY:
                 acked = self._ack_keys.get(delivery.surb_id)
                 if acked is not None:
-                    await self._on_ack(delivery.surb_id, delivery.payload, acked)
+                    self._on_ack(delivery.surb_id, delivery.payload, acked, acks)
                     done.append(item.message_id)
                     continue
                 frame = await self._open_reply(delivery.surb_id, delivery.payload)
@@ -630,6 +639,8 @@ class Client:
                 keep.append((item.message_id, frame, False, b"\x00" + delivery.payload))
                 continue
             done.append(item.message_id)
+        if acks.fragments:
+            await self._record_acks(acks)
         if not keep:
             return done
         async with self._inbound_lock:
@@ -705,9 +716,10 @@ class Client:
             self._inbox_event.set()
             self._inbox_event = trio.Event()
 
-    async def _on_ack(
-        self, surb_id: bytes, payload: bytes, entry: tuple[SURBKeys, bytes, int]
+    def _on_ack(
+        self, surb_id: bytes, payload: bytes, entry: tuple[SURBKeys, bytes, int], acks: _Acks
     ) -> None:
+        """Verify a SURB-ACK and stop its fragment's timer; `acks` collects what to store."""
         keys, message_id, index = entry
         try:
             decrypt_surb_payload(self.config.geometry, keys, surb_id, payload)
@@ -722,9 +734,14 @@ class Client:
         if result is None:
             return
         self._counts["acks_received"] += 1
-        await trio.to_thread.run_sync(self._state.mark_fragment_acked, message_id, index)
+        acks.fragments.append((message_id, index))
         if result.message_done:
-            await trio.to_thread.run_sync(self._state.finish_outgoing, message_id)
+            acks.finished.append(message_id)
+
+    async def _record_acks(self, acks: _Acks) -> None:
+        """Store a poll's acknowledgements in one transaction; then finished sends return."""
+        await trio.to_thread.run_sync(self._state.record_acks, acks.fragments, acks.finished)
+        for message_id in acks.finished:
             self._finish(message_id, None)
 
     def _finish(self, message_id: bytes, error: ClientError | None) -> None:

@@ -255,16 +255,25 @@ class ClientState(SqliteStore):
                 raise ClientStateError("a message with this id is already in the outbox") from None
             _insert_acked(db, message.message_id, message.acked, message.fragment_count)
 
-    def mark_fragment_acked(self, message_id: bytes, fragment_index: int) -> bool:
-        """Record a fragment's acknowledgement; False if the message is not in the outbox."""
+    def record_acks(
+        self, acked: Sequence[tuple[bytes, int]], finished: Sequence[bytes] = ()
+    ) -> None:
+        """One transaction for a poll's acknowledgements: fragments `acked` (message id,
+        index; those of messages not in the outbox are ignored), then the `finished`
+        messages dropped from the outbox."""
+        by_message: dict[bytes, list[int]] = {}
+        for message_id, index in acked:
+            by_message.setdefault(message_id, []).append(index)
         with self._write() as db:
-            row = db.execute(
-                "SELECT fragment_count FROM outbox WHERE message_id = ?", (message_id,)
-            ).fetchone()
-            if row is None:
-                return False
-            _insert_acked(db, message_id, (fragment_index,), row[0])
-            return True
+            for message_id, indexes in by_message.items():
+                row = db.execute(
+                    "SELECT fragment_count FROM outbox WHERE message_id = ?", (message_id,)
+                ).fetchone()
+                if row is not None:
+                    _insert_acked(db, message_id, indexes, row[0])
+            for message_id in finished:
+                db.execute("DELETE FROM outbox_acked WHERE message_id = ?", (message_id,))
+                db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
 
     def finish_outgoing(self, message_id: bytes) -> bool:
         """Drop a message from the outbox (acknowledged, or failed and reported)."""
