@@ -272,14 +272,12 @@ class ClientState(SqliteStore):
                 if row is not None:
                     _insert_acked(db, message_id, indexes, row[0])
             for message_id in finished:
-                db.execute("DELETE FROM outbox_acked WHERE message_id = ?", (message_id,))
-                db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
+                _forget_outgoing(db, message_id)
 
     def finish_outgoing(self, message_id: bytes) -> bool:
         """Drop a message from the outbox (acknowledged, or failed and reported)."""
         with self._write() as db:
-            db.execute("DELETE FROM outbox_acked WHERE message_id = ?", (message_id,))
-            return db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,)).rowcount > 0
+            return _forget_outgoing(db, message_id)
 
     def pending_outgoing(self) -> list[OutgoingMessage]:
         """The messages still to be acknowledged, oldest first, with their acked fragments."""
@@ -495,6 +493,11 @@ class ClientState(SqliteStore):
                 "SELECT 1 FROM delivered WHERE message_id = ?", (message_id,)
             ).fetchone()
         return row is not None
+
+
+def _forget_outgoing(db: sqlite3.Connection, message_id: bytes) -> bool:
+    db.execute("DELETE FROM outbox_acked WHERE message_id = ?", (message_id,))
+    return db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,)).rowcount > 0
 
 
 def _insert_acked(
