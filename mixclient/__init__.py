@@ -10,6 +10,7 @@ from mixclient.client import Client, ClientStats, Emitted, ReceivedMessage
 from mixclient.client_config import ClientConfig, ClientConfigError
 from mixclient.client_errors import (
     ClientError,
+    DirectoryUnavailableError,
     GatewayUnavailableError,
     MessageTooLargeError,
     NoReplySurbsError,
@@ -26,6 +27,7 @@ __all__ = [
     "ClientConfigError",
     "ClientError",
     "ClientStats",
+    "DirectoryUnavailableError",
     "E2ESuite",
     "Emitted",
     "GatewayUnavailableError",

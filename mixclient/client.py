@@ -59,6 +59,7 @@ from mixclient.address import ClientAddress
 from mixclient.client_config import ClientConfig
 from mixclient.client_errors import (
     ClientError,
+    DirectoryUnavailableError,
     GatewayUnavailableError,
     MessageTooLargeError,
     NoReplySurbsError,
@@ -442,22 +443,34 @@ class Client:
             threshold=config.threshold,
             http_client=self._http,
         )
-        self._consensus: Consensus = await nursery.start(
-            lambda task_status: fetcher.run(
-                on_consensus=self._on_consensus, task_status=task_status
-            )
-        )
+        try:
+            with trio.fail_after(config.startup_timeout):
+                self._consensus: Consensus = await nursery.start(
+                    lambda task_status: fetcher.run(
+                        on_consensus=self._on_consensus, task_status=task_status
+                    )
+                )
+        except trio.TooSlowError:
+            raise DirectoryUnavailableError(
+                f"no verified consensus within {config.startup_timeout:g} s: are the "
+                "authorities reachable, and do they agree?"
+            ) from None
         registration = await trio.to_thread.run_sync(state.registration)
         gateway_id = self._choose_gateway(registration)
         self._gateway_id = gateway_id
         self._mailbox_id = registration.mailbox_id if registration is not None else None
-        with trio.fail_after(max(30.0, 3 * config.link_timeout)):
-            while self._gateway is None:  # the first link is opened before the address is known
-                try:
-                    await self._open_link()
-                except _LINK_ERRORS as error:
-                    log.info("gateway not reachable yet (%s); retrying", type(error).__name__)
-                    await trio.sleep(1.0)
+        try:
+            with trio.fail_after(config.startup_timeout):
+                while self._gateway is None:  # the first link, before the address is known
+                    try:
+                        await self._open_link()
+                    except _LINK_ERRORS as error:
+                        log.info("gateway not reachable yet (%s); retrying", type(error).__name__)
+                        await trio.sleep(1.0)
+        except trio.TooSlowError:
+            raise GatewayUnavailableError(
+                f"the gateway did not take a link within {config.startup_timeout:g} s"
+            ) from None
         now = trio.current_time()
         parameters = self._consensus.parameters
         self._schedule: CoverSchedule[_Job] = CoverSchedule(

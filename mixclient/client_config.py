@@ -12,6 +12,7 @@ configurable: they come from the consensus, since a client with its own rates wo
     suite = "x25519"               # or "mlkem768-x25519": the end-to-end suite of the address
     # fetch_per_second = 8         # mailbox frames fetched per second (at least; see below)
     # fetch_count = 4              # frames per poll (1-16): fewer, more often, is less latency
+    # startup_timeout = 120        # seconds to get a verified consensus and the gateway link
 
     [epoch]
     origin = 1704067200
@@ -82,6 +83,9 @@ class ClientConfig:
     """Seconds for a whole exchange with the gateway (handshake, register, one poll)."""
     max_pending_messages: int = 256
     """Messages `send` accepts before it waits for earlier ones to be acknowledged."""
+    startup_timeout: float = 120.0
+    """Seconds `Client` waits for a verified consensus (from the authorities or its cache)
+    and its gateway when it opens, before it gives up with a `ClientError`."""
 
     def __post_init__(self) -> None:
         if not self.authorities:
@@ -96,6 +100,8 @@ class ClientConfig:
             raise ClientConfigError("fetch_per_second must be positive")
         if not self.link_timeout > 0 or self.max_pending_messages < 1:
             raise ClientConfigError("link_timeout and max_pending_messages must be positive")
+        if not self.startup_timeout > 0:
+            raise ClientConfigError("startup_timeout must be positive")
 
     def poll_interval(self, lambda_p: float, lambda_l: float) -> float:
         """Seconds between polls under a consensus with these client rates."""
@@ -118,7 +124,10 @@ def parse_client_config(document: Mapping[str, Any], *, base: Path) -> ClientCon
     client = document.get("client")
     if not isinstance(client, Mapping):
         raise ClientConfigError("a [client] table is needed")
-    known = {"state_dir", "gateway", "suite", "fetch_per_second", "fetch_count", "threshold"}
+    known = {
+        "state_dir", "gateway", "suite", "fetch_per_second", "fetch_count", "threshold",
+        "startup_timeout",
+    }
     unknown = sorted(set(client) - known)
     if unknown:
         raise ClientConfigError(f"unknown setting client.{unknown[0]}")
@@ -143,6 +152,9 @@ def parse_client_config(document: Mapping[str, Any], *, base: Path) -> ClientCon
     fetch_count = client.get("fetch_count", 4)
     if type(fetch_count) is not int or not 1 <= fetch_count <= MAX_FETCH:
         raise ClientConfigError(f"client.fetch_count must be an integer from 1 to {MAX_FETCH}")
+    startup = client.get("startup_timeout", 120.0)
+    if isinstance(startup, bool) or not isinstance(startup, int | float) or not startup > 0:
+        raise ClientConfigError("client.startup_timeout must be a positive number of seconds")
     threshold = client.get("threshold")
     if threshold is not None and (type(threshold) is not int or threshold < 1):
         raise ClientConfigError("client.threshold must be a positive integer")
@@ -162,6 +174,7 @@ def parse_client_config(document: Mapping[str, Any], *, base: Path) -> ClientCon
         threshold=threshold,
         fetch_per_second=float(fetch),
         fetch_count=fetch_count,
+        startup_timeout=float(startup),
     )
 
 

@@ -26,3 +26,7 @@ class MessageTooLargeError(ClientError, ValueError):
 
 class GatewayUnavailableError(ClientError):
     """The gateway is not in the consensus, or cannot be reached."""
+
+
+class DirectoryUnavailableError(ClientError):
+    """No verified consensus came from the authorities (or the cache) in time."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
 from directory.endpoints import AuthorityEndpoint
 from directory.epoch import EpochClock
+from mixclient import Client, DirectoryUnavailableError
 from mixclient.client_config import ClientConfig, ClientConfigError, client_config_toml
 from mixclient.e2e import E2ESuite
 from sphinx_packets import Geometry
@@ -35,6 +39,28 @@ def test_a_written_configuration_reads_back(tmp_path: Path) -> None:
     assert config.authorities[0].url == "http://127.0.0.1:1"
 
 
+async def test_a_client_whose_authorities_do_not_answer_gives_up_with_a_clear_error(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))  # bound, never listening: every connection is refused
+    port = listener.getsockname()[1]
+    path = write(tmp_path)
+    path.write_text(
+        path.read_text().replace("http://127.0.0.1:1", f"http://127.0.0.1:{port}")
+        .replace("[client]", "[client]\nstartup_timeout = 30")
+    )
+    config = ClientConfig.from_toml(path)
+    assert config.startup_timeout == 30.0
+    try:
+        with pytest.raises(DirectoryUnavailableError, match="no verified consensus within 30 s"):
+            async with Client(config):
+                pass
+    finally:
+        listener.close()
+    assert trio.current_time() >= 30.0  # it waited out its bound, retrying meanwhile
+
+
 def test_the_poll_interval_follows_the_consensus_rates(tmp_path: Path) -> None:
     config = ClientConfig.from_toml(write(tmp_path))
     assert config.poll_interval(2.0, 0.5) == pytest.approx(4 / 8)  # the floor of 8 frames/s
@@ -48,6 +74,7 @@ def test_the_poll_interval_follows_the_consensus_rates(tmp_path: Path) -> None:
         (lambda t: t.replace("[client]", '[client]\ngateway = "zz"'), "client.gateway"),
         (lambda t: t.replace("[client]", "[client]\ncolour = 1"), "client.colour"),
         (lambda t: t.replace("[client]", "[client]\nfetch_per_second = 0"), "fetch_per_second"),
+        (lambda t: t.replace("[client]", "[client]\nstartup_timeout = -1"), "startup_timeout"),
         (lambda t: t.replace("[[authorities]]", "[[nothing]]"), "authorities"),
         (lambda t: t.replace("[client]", "[elsewhere]"), "[client]"),
         (lambda t: t + "\n[[[", "not valid TOML"),
