@@ -99,16 +99,7 @@ def emulate(
     log = run.tap.event_log()
     log.validate()
     metrics = measure_log(config, log, target_rng)
-    return EmulationResult(
-        config=config,
-        summary=metrics.summary,
-        entropy=metrics.entropy,
-        forward_entropy=metrics.forward_entropy,
-        delta=metrics.delta,
-        latency=metrics.latency,
-        pool_by_layer=metrics.pool_by_layer,
-        emulation=run.stats(wall),
-    )
+    return EmulationResult.from_metrics(config, metrics, emulation=run.stats(wall))
 
 
 def _message_times(config: SimConfig, horizon: float, rng: np.random.Generator) -> list[list[float]]:

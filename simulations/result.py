@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
 from simulations.config import SimConfig
-from simulations.metrics import Summary
+from simulations.metrics import Metrics, Summary
 
 SUMMARY_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Summary))
 
@@ -24,6 +24,20 @@ class Result:
     delta: np.ndarray  # δ(ε) per target message
     latency: np.ndarray  # end-to-end latency of every real message delivered in the window
     pool_by_layer: tuple[float, ...]  # mean packets held by a mix, per layer
+
+    @classmethod
+    def from_metrics(cls, config: SimConfig, metrics: Metrics, **extra: Any) -> Self:
+        """The result of ``config``'s run from its measured metrics (``extra``: a subclass's)."""
+        return cls(
+            config=config,
+            summary=metrics.summary,
+            entropy=metrics.entropy,
+            forward_entropy=metrics.forward_entropy,
+            delta=metrics.delta,
+            latency=metrics.latency,
+            pool_by_layer=metrics.pool_by_layer,
+            **extra,
+        )
 
     def row(self) -> dict[str, Any]:
         """One flat record: every parameter, then every summary figure (the CSV row)."""

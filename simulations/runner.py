@@ -82,12 +82,4 @@ def run(
     if progress is not None:
         progress("generating traffic", 1, 1)
     metrics = measure_log(config, log, target_rng, progress=progress)
-    return Result(
-        config=config,
-        summary=metrics.summary,
-        entropy=metrics.entropy,
-        forward_entropy=metrics.forward_entropy,
-        delta=metrics.delta,
-        latency=metrics.latency,
-        pool_by_layer=metrics.pool_by_layer,
-    )
+    return Result.from_metrics(config, metrics)
