@@ -39,16 +39,9 @@ from mixclient.ws_protocol import MAX_REQUEST_BYTES
 from mixclient.ws_server import ClientWebSocketServer
 from trimix.testnet import TestnetPlan, TestnetProcesses, plan_testnet
 
-RATES = (20.0, 2.0, 2.0)
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
-
-@pytest.fixture(scope="module")
-def testnet(
-    apps_testnet: tuple[TestnetPlan, TestnetProcesses],
-) -> tuple[TestnetPlan, TestnetProcesses]:
-    return apps_testnet  # shared with the other app-facing modules (tests/conftest.py)
 
 
 def config_of(plan: TestnetPlan, name: str, gateway: int) -> ClientConfig:
@@ -102,9 +95,9 @@ async def event(ws: WebSocketConnection, timeout: float = 60) -> tuple[dict[str,
 
 
 async def test_every_request_in_msgpack_and_received_events_to_every_app(
-    testnet: tuple[TestnetPlan, TestnetProcesses],
+    apps_testnet: tuple[TestnetPlan, TestnetProcesses],
 ) -> None:
-    plan, _ = testnet
+    plan, _ = apps_testnet
     async with (
         app_and_peer(plan, "msgpack") as (app, peer),
         aclosing(peer.messages()) as inbox,
@@ -154,9 +147,9 @@ async def test_every_request_in_msgpack_and_received_events_to_every_app(
 
 
 async def test_bad_input_gets_an_error_and_the_connection_stays_up(
-    testnet: tuple[TestnetPlan, TestnetProcesses],
+    apps_testnet: tuple[TestnetPlan, TestnetProcesses],
 ) -> None:
-    plan, _ = testnet
+    plan, _ = apps_testnet
     secret = b"payload-never-echoed"
     cap = MAX_REQUEST_BYTES + 512 * 1024
     async with (
@@ -202,9 +195,9 @@ async def test_bad_input_gets_an_error_and_the_connection_stays_up(
 
 
 async def test_limits_on_connections_streams_handshakes_and_requests_in_flight(
-    testnet: tuple[TestnetPlan, TestnetProcesses],
+    apps_testnet: tuple[TestnetPlan, TestnetProcesses],
 ) -> None:
-    plan, _ = testnet
+    plan, _ = apps_testnet
     limits = {"max_connections": 1, "max_streams": 2, "max_in_flight": 1,
               "handshake_timeout": 2.0}
     async with app_and_peer(plan, "limits") as (app, peer), serving(app, **limits) as url:
@@ -249,9 +242,9 @@ async def test_limits_on_connections_streams_handshakes_and_requests_in_flight(
 
 
 async def test_an_app_that_never_reads_is_dropped_and_holds_up_no_other(
-    testnet: tuple[TestnetPlan, TestnetProcesses],
+    apps_testnet: tuple[TestnetPlan, TestnetProcesses],
 ) -> None:
-    plan, _ = testnet
+    plan, _ = apps_testnet
     async with (
         Client(config_of(plan, "stuck-app", 0)) as app,
         serving(app, send_timeout=1.0, handshake_timeout=2.0) as url,
@@ -288,9 +281,9 @@ async def test_an_app_that_never_reads_is_dropped_and_holds_up_no_other(
 
 
 async def test_an_app_leaving_mid_send_and_messages_waiting_while_no_app_is_connected(
-    testnet: tuple[TestnetPlan, TestnetProcesses],
+    apps_testnet: tuple[TestnetPlan, TestnetProcesses],
 ) -> None:
-    plan, _ = testnet
+    plan, _ = apps_testnet
     app_config = config_of(plan, "waiting-app", 0)
     async with Client(app_config) as app, Client(config_of(plan, "waiting-peer", 1)) as peer:
         async with aclosing(peer.messages()) as inbox, serving(app) as url:

@@ -30,17 +30,11 @@ TRIMIX = [sys.executable, "-m", "trimix"]
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
-@pytest.fixture(scope="module")
-def testnet(
-    apps_testnet: tuple[TestnetPlan, TestnetProcesses],
-) -> tuple[TestnetPlan, TestnetProcesses]:
-    return apps_testnet  # shared with the other app-facing modules (tests/conftest.py)
-
 
 @pytest.fixture(scope="module")
-def daemon(testnet: tuple[TestnetPlan, TestnetProcesses]) -> Iterator[tuple[str, str]]:
+def daemon(apps_testnet: tuple[TestnetPlan, TestnetProcesses]) -> Iterator[tuple[str, str]]:
     """A real `trimix client run` for "app" at gateway-1: its (WebSocket URL, address)."""
-    plan, _ = testnet
+    plan, _ = apps_testnet
     config = plan.client_config("app", gateway=plan.gateways[0])
     process = subprocess.Popen(
         [*TRIMIX, "client", "run", "--config", str(config), "--listen", "127.0.0.1:0"],
@@ -94,9 +88,9 @@ def b64(data: bytes) -> str:
 
 
 async def test_websocket_api_answers_every_request_type(
-    testnet: tuple[TestnetPlan, TestnetProcesses], daemon: tuple[str, str]
+    apps_testnet: tuple[TestnetPlan, TestnetProcesses], daemon: tuple[str, str]
 ) -> None:
-    plan, _ = testnet
+    plan, _ = apps_testnet
     url, app_address = daemon
     async with peer(plan, "ws-peer") as bob, aclosing(bob.messages()) as inbox:
         async with open_websocket_url(url) as ws:
@@ -135,7 +129,7 @@ async def test_websocket_api_answers_every_request_type(
 
 
 async def test_websocket_bad_input_gets_an_error_and_the_connection_stays_up(
-    testnet: tuple[TestnetPlan, TestnetProcesses], daemon: tuple[str, str]
+    apps_testnet: tuple[TestnetPlan, TestnetProcesses], daemon: tuple[str, str]
 ) -> None:
     url, app_address = daemon
     async with open_websocket_url(url, message_queue_size=4) as ws:
@@ -163,9 +157,9 @@ async def test_websocket_bad_input_gets_an_error_and_the_connection_stays_up(
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
 async def test_the_javascript_example_sends_through_the_daemon(
-    testnet: tuple[TestnetPlan, TestnetProcesses], daemon: tuple[str, str]
+    apps_testnet: tuple[TestnetPlan, TestnetProcesses], daemon: tuple[str, str]
 ) -> None:
-    plan, _ = testnet
+    plan, _ = apps_testnet
     url, app_address = daemon
     version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout
     major = int(re.match(r"v(\d+)", version).group(1))  # type: ignore[union-attr]
@@ -185,8 +179,8 @@ async def test_the_javascript_example_sends_through_the_daemon(
         assert got.data == b"hello from js"
 
 
-async def test_send_and_receive_commands(testnet: tuple[TestnetPlan, TestnetProcesses]) -> None:
-    plan, _ = testnet
+async def test_send_and_receive_commands(apps_testnet: tuple[TestnetPlan, TestnetProcesses]) -> None:
+    plan, _ = apps_testnet
     sender = plan.client_config("cli-sender", gateway=plan.gateways[0])
     receiver = plan.client_config("cli-receiver", gateway=plan.gateways[1])
     receiving = subprocess.Popen(
@@ -218,9 +212,9 @@ async def test_send_and_receive_commands(testnet: tuple[TestnetPlan, TestnetProc
 
 
 async def test_the_demo_delivers_everything_and_counts_its_packets(
-    testnet: tuple[TestnetPlan, TestnetProcesses],
+    apps_testnet: tuple[TestnetPlan, TestnetProcesses],
 ) -> None:
-    plan, _ = testnet
+    plan, _ = apps_testnet
     lines: list[str] = []
     report = await demo_run(plan, lines.append)
     assert report.ok, lines
@@ -231,9 +225,9 @@ async def test_the_demo_delivers_everything_and_counts_its_packets(
 
 
 async def test_the_chat_example_carries_a_line_each_way(
-    testnet: tuple[TestnetPlan, TestnetProcesses],
+    apps_testnet: tuple[TestnetPlan, TestnetProcesses],
 ) -> None:
-    plan, _ = testnet
+    plan, _ = apps_testnet
     script = str(REPO / "examples" / "chat.py")
     configs = [plan.client_config(f"chat-{n}", gateway=g) for n, g in enumerate(plan.gateways)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
