@@ -4,7 +4,9 @@ The main process keeps the links, the scheduler and everything else; each worker
 same `PacketPipeline` (unwrap, replay check, delay cap) on the packets it is given. A packet
 goes to worker `BLAKE2b(α) mod N`, so every copy of a packet meets the same worker and its
 own replay filters (in `replay/worker-K/`): a replay is caught as surely as with one process,
-and no two processes ever write one filter. Workers read the Sphinx keys from the node's key
+and no two processes ever write one filter. The main process writes each new filter file out
+beforehand (`replay_filters`, in a thread) and only then announces the epoch, so that a
+worker opens its files and never stalls its packets creating one. Workers read the Sphinx keys from the node's key
 directory when the main process announces a new epoch.
 
 Between the main process and a worker: a socket pair, records `kind u8 ‖ length u32 BE ‖
@@ -30,7 +32,13 @@ from pathlib import Path
 import trio
 
 from mixnode.key_ring import SphinxKeyRing
-from mixnode.packet_pipeline import Dropped, EpochView, Outcome, PacketPipeline, Scheduled
+from mixnode.packet_pipeline import (
+    Dropped,
+    EpochView,
+    Outcome,
+    PacketPipeline,
+    Scheduled,
+)
 from mixnode.replay_filter import ReplayFilters
 from sphinx_packets import Geometry
 from sphinx_packets.geometry import AD_SIZE, GROUP_ELEMENT_SIZE
@@ -72,6 +80,10 @@ def split_records(buffer: bytearray) -> list[tuple[int, bytes]]:
         offset = end
     del buffer[:offset]
     return records
+
+
+def worker_replay_directory(data_dir: Path, index: int) -> Path:
+    return data_dir / "replay" / f"worker-{index}"
 
 
 def worker_for(packet: bytes, workers: int) -> int:
@@ -147,6 +159,16 @@ class CryptoWorkers:
                 process.kill()
                 process.wait(timeout=5)
 
+    def replay_filters(self) -> list[ReplayFilters]:
+        """Each worker's set of filters, for the main process to `prepare` files in (it opens
+        none of them)."""
+        return [
+            ReplayFilters(
+                worker_replay_directory(self.data_dir, index), expected_items=self.expected_items
+            )
+            for index in range(self.count)
+        ]
+
     def announce(self, view: WorkerView) -> None:
         """A new epoch: every worker reloads its keys and replay filters."""
         body = record(VIEW, pickle.dumps(view))
@@ -212,7 +234,7 @@ def worker_main(
 ) -> None:
     """A worker process: packets in, outcomes out, until STOP or the main process goes."""
     connection = socket.socket(fileno=fd)
-    replay = ReplayFilters(data_dir / "replay" / f"worker-{index}", expected_items=expected)
+    replay = ReplayFilters(worker_replay_directory(data_dir, index), expected_items=expected)
     pipeline: PacketPipeline | None = None
     buffer = bytearray()
     try:

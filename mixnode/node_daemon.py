@@ -173,6 +173,7 @@ class NodeDaemon:
                 on_outcome=self._on_outcome,
                 on_busy=lambda: self.metrics.packets_dropped.labels("workers_busy").inc(),
             )
+        self._worker_filters = [] if self.workers is None else self.workers.replay_filters()
         self.bound_port: int | None = None
         self.bound_client_port: int | None = None
         self.bound_metrics_port: int | None = None
@@ -303,10 +304,14 @@ class NodeDaemon:
         self.keys.ensure(epoch, 4)
         self.keys.retire_before(epoch - 1)
         node_keys = self.keys.node_keys(epoch)
+        # Filters are written out in a thread (a large one takes a while), then opened: here,
+        # or by the crypto workers, which each keep their own.
+        filter_sets = [self.replay] if self.workers is None else self._worker_filters
         for key in node_keys.keys:
-            # Written out in a worker thread (a large filter takes a while), opened here.
-            await trio.to_thread.run_sync(self.replay.prepare, key.epoch)
-            self.replay.ensure(key.epoch)
+            for filters in filter_sets:
+                await trio.to_thread.run_sync(filters.prepare, key.epoch)
+            if self.workers is None:
+                self.replay.ensure(key.epoch)
         self.replay.retire_before(epoch - 1)
         documents = [c for c in (self._previous, consensus) if c is not None]
         self._peers = {}

@@ -7,22 +7,32 @@ survives SIGKILL of the process (the kernel writes the page back on its own). It
 survive a crash of the machine unless ``flush`` (msync) ran since; the daemon flushes on a
 clean stop.
 
-Sizing (the standard optimum for n items at false-positive rate p)::
+The filter is *blocked* (Putze, Sanders and Singler, "Cache-, hash- and space-efficient
+Bloom filters", 2007): a tag's k bits all lie in one 512-bit block, a single cache line, so
+checking and recording a tag costs one memory access instead of k. (With k bits spread over a
+filter of tens of MiB, each of them is a cache and TLB miss: about 0.25 µs apiece on the
+2-core VM, 11 µs per packet for 2 × 20 of them, against under 1 µs for one block.)
 
-    m = ceil(-n · ln p / (ln 2)²)   bits, rounded up to whole bytes
-    k = round(m / n · ln 2)          hash functions
+Sizing: for n expected items in b blocks of B = 512 bits the false-positive rate is
 
-``DEFAULT_FALSE_POSITIVE_RATE`` is 1e-6 at the expected load: one honest packet in a
-million is dropped as a "replay" once the filter holds its expected number of tags. That
-is ≈ 28.8 bits and k = 20 per expected tag. A node forwarding 5,000 packets/s whose key
-lives 3 epochs of 20 minutes sees n = 5,000 × 3,600 = 18·10⁶ tags, so its filter is
-m ≈ 5.18·10⁸ bits: a 61.7 MiB file (written out in full when created), one per live key.
+    p(b, k) = Σ_i Poisson(i; n / b) · (1 − (1 − 1/B)^(k·i))^k
 
-Bit indexes come from BLAKE2b-128 keyed with a random 16-byte salt stored in the file
-(enhanced double hashing over its two 64-bit halves), so an attacker who does not know the
-salt cannot grind α values whose tags pile onto a few bits to pollute the filter.
+(a block holds Poisson(n/b) items; the rest is the classic estimate for one block). The
+filter takes the fewest blocks b, with the best k for them (1 ≤ k ≤ 28), for which p(b, k)
+is at most the target. The price of locality is memory: at the default rate of 1e-6 it takes
+38.5 bits per expected tag with k = 16, against 28.8 bits and k = 20 for a filter without
+blocks. A node forwarding 5,000 packets/s whose key lives 3 epochs of 20 minutes sees
+n = 5,000 × 3,600 = 18·10⁶ tags, so its filter is 1,353,972 blocks: an 82.6 MiB file
+(written out in full when created), one per live key.
 
-File layout (integers big-endian), ``HEADER_SIZE`` bytes of header then ``ceil(m/8)`` bytes::
+The block and the bits come from BLAKE2b-512 keyed with a random 16-byte salt stored in the
+file, read as little-endian integers: the first 64 bits modulo b choose the block, then
+the low 9 bits of each of the next k 16-bit words choose a bit in it (bit j of a block is
+bit j mod 8 of its byte j div 8). An attacker who does not know the salt cannot grind α
+values whose tags pile onto a few bits to pollute the filter.
+
+File layout (header integers big-endian), ``HEADER_SIZE`` bytes of header, then the b blocks
+of 64 bytes (m = 512·b bits)::
 
     magic "TMXBLOOM" 8 | version u16 | k u16 | m u64 | expected items u64 |
     false-positive rate f64 | salt 16 | BLAKE2b-128 of the preceding 60 bytes 16 | zeros
@@ -44,12 +54,18 @@ from typing import BinaryIO
 Rng = Callable[[int], bytes]
 
 MAGIC = b"TMXBLOOM"
-VERSION = 1
+VERSION = 2
+"""Version 1 spread a tag's bits over the whole filter; its files are refused."""
 HEADER_SIZE = 128
 SALT_SIZE = 16
 DEFAULT_FALSE_POSITIVE_RATE = 1e-6
-MAX_HASHES = 64
+BLOCK_BITS = 512
+BLOCK_BYTES = BLOCK_BITS // 8
+MAX_HASHES = 28
+"""k 16-bit words after the 64-bit block index fill the 512-bit digest."""
 MAX_BITS = 1 << 40  # 128 GiB: far beyond any sane load, still a bound on what `open` maps
+
+_DIGEST = struct.Struct("<Q28H")
 
 _FIELDS = struct.Struct(">8sHHQQd16s")
 _CHECKSUM_SIZE = 16
@@ -66,7 +82,8 @@ class ReplayFilterError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class BloomParameters:
-    """The size of a Bloom filter for `expected_items` at `false_positive_rate`."""
+    """The size of a blocked Bloom filter for `expected_items` at `false_positive_rate`:
+    `bits` (a multiple of 512) and `hashes` (k, the bits set per tag)."""
 
     bits: int
     hashes: int
@@ -80,16 +97,58 @@ class BloomParameters:
         if not 0.0 < false_positive_rate < 1.0:
             raise ReplayFilterError("false_positive_rate must be between 0 and 1 (exclusive)")
         ln2 = math.log(2)
-        bits = math.ceil(-expected_items * math.log(false_positive_rate) / (ln2 * ln2))
-        bits = -(-bits // 8) * 8
-        hashes = min(MAX_HASHES, max(1, round(bits / expected_items * ln2)))
+        unblocked = -expected_items * math.log(false_positive_rate) / (ln2 * ln2)
+        low = high = max(1, math.ceil(unblocked / BLOCK_BITS))
+        while _best_hashes(expected_items / high)[0] > false_positive_rate:
+            if high * BLOCK_BITS > MAX_BITS:
+                raise ReplayFilterError(f"a filter of over {MAX_BITS} bits would be needed")
+            low, high = high, high * 2
+        while low < high:  # the fewest blocks that reach the rate
+            middle = (low + high) // 2
+            if _best_hashes(expected_items / middle)[0] <= false_positive_rate:
+                high = middle
+            else:
+                low = middle + 1
+        bits = high * BLOCK_BITS
         if bits > MAX_BITS:
             raise ReplayFilterError(f"a filter of {bits} bits is larger than the cap {MAX_BITS}")
-        return cls(bits, hashes, expected_items, false_positive_rate)
+        return cls(
+            bits,
+            _best_hashes(expected_items / high)[1],
+            expected_items,
+            false_positive_rate,
+        )
+
+    @property
+    def blocks(self) -> int:
+        return self.bits // BLOCK_BITS
 
     @property
     def file_size(self) -> int:
         return HEADER_SIZE + self.bits // 8
+
+
+def blocked_false_positive_rate(items_per_block: float, hashes: int) -> float:
+    """p(b, k) of the module docstring for n / b = `items_per_block` and k = `hashes`."""
+    if items_per_block <= 0:
+        return 0.0
+    spread = math.sqrt(items_per_block)
+    first = max(0, int(items_per_block - 12 * spread - 10))
+    last = int(items_per_block + 12 * spread + 30)
+    unset = 1.0 - 1.0 / BLOCK_BITS
+    log_rate = math.log(items_per_block)
+    total = 0.0
+    for i in range(first, last + 1):
+        weight = math.exp(-items_per_block + i * log_rate - math.lgamma(i + 1))
+        total += weight * (1.0 - unset ** (hashes * i)) ** hashes
+    return total
+
+
+def _best_hashes(items_per_block: float) -> tuple[float, int]:
+    """The lowest p(b, k) over k = 1 … MAX_HASHES, and that k."""
+    return min(
+        (blocked_false_positive_rate(items_per_block, k), k) for k in range(1, MAX_HASHES + 1)
+    )
 
 
 def _encode_header(parameters: BloomParameters, salt: bytes) -> bytes:
@@ -121,7 +180,9 @@ def _decode_header(header: bytes, file_size: int) -> tuple[BloomParameters, byte
         raise ReplayFilterError("replay filter header is corrupt (checksum mismatch)")
     if any(header[_HEADER_USED:HEADER_SIZE]):
         raise ReplayFilterError("replay filter header is corrupt (reserved bytes set)")
-    if not (1 <= hashes <= MAX_HASHES and 8 <= bits <= MAX_BITS and bits % 8 == 0):
+    if not (
+        1 <= hashes <= MAX_HASHES and BLOCK_BITS <= bits <= MAX_BITS and bits % BLOCK_BITS == 0
+    ):
         raise ReplayFilterError("replay filter header is corrupt (impossible m or k)")
     if expected < 1 or not 0.0 < rate < 1.0:
         raise ReplayFilterError("replay filter header is corrupt (impossible sizing)")
@@ -137,7 +198,17 @@ def _decode_header(header: bytes, file_size: int) -> tuple[BloomParameters, byte
 class BloomReplayFilter:
     """A Bloom filter of replay tags in a memory-mapped file. One process writes a file."""
 
-    __slots__ = ("_bits", "_closed", "_file", "_hashes", "_map", "_parameters", "_salt", "path")
+    __slots__ = (
+        "_blocks",
+        "_closed",
+        "_file",
+        "_hashes",
+        "_last",
+        "_map",
+        "_parameters",
+        "_salt",
+        "path",
+    )
 
     def __init__(self, path: Path, file: BinaryIO, mapped: mmap.mmap, header: bytes) -> None:
         """Use `create` or `open`."""
@@ -147,12 +218,14 @@ class BloomReplayFilter:
         self._map = mapped
         self._parameters = parameters
         self._salt = salt
-        self._bits = parameters.bits
+        self._blocks = parameters.blocks
         self._hashes = parameters.hashes
+        # The last tag's block offset and bit mask: a node asks for a tag, then records it.
+        self._last: tuple[bytes, int, int] = (b"", 0, 0)
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"BloomReplayFilter({self.path.name!r}, {self._parameters.bits} bits)"
+        return f"BloomReplayFilter({self.path.name!r}, {self._parameters.blocks} blocks)"
 
     @classmethod
     def create(
@@ -217,41 +290,39 @@ class BloomReplayFilter:
     def parameters(self) -> BloomParameters:
         return self._parameters
 
-    def _start(self, tag: bytes) -> tuple[int, int]:
-        """The first index and step of the tag's enhanced double hashing."""
+    def _block_and_mask(self, tag: bytes) -> tuple[int, int]:
+        """The file offset of the tag's block, and its k bits in that block as an int."""
         if self._closed:
             raise ReplayFilterError("the replay filter is closed")
         if not isinstance(tag, bytes) or not tag:
             raise ReplayFilterError("a replay tag must be non-empty bytes")
-        digest = hashlib.blake2b(tag, key=self._salt, digest_size=16).digest()
-        m = self._bits
-        return int.from_bytes(digest[:8], "big") % m, int.from_bytes(digest[8:], "big") % m
+        last_tag, offset, mask = self._last
+        if tag == last_tag:
+            return offset, mask
+        words = _DIGEST.unpack(hashlib.blake2b(tag, key=self._salt, digest_size=64).digest())
+        offset = HEADER_SIZE + words[0] % self._blocks * BLOCK_BYTES
+        mask = 0
+        for word in words[1 : self._hashes + 1]:
+            mask |= 1 << (word & (BLOCK_BITS - 1))
+        self._last = (tag, offset, mask)
+        return offset, mask
 
     def __contains__(self, tag: object) -> bool:
-        x, y = self._start(tag)  # type: ignore[arg-type]
-        mapped, m = self._map, self._bits
-        for i in range(self._hashes):
-            if not mapped[HEADER_SIZE + (x >> 3)] & (1 << (x & 7)):
-                return False
-            x = (x + y) % m
-            y = (y + i) % m
-        return True
+        offset, mask = self._block_and_mask(tag)  # type: ignore[arg-type]
+        block = int.from_bytes(self._map[offset : offset + BLOCK_BYTES], "little")
+        return block & mask == mask
 
     def add(self, tag: bytes) -> bool:
         """Set the tag's bits; True if they were all set already (probably seen before)."""
-        x, y = self._start(tag)
-        mapped, m = self._map, self._bits
-        present = True
-        for i in range(self._hashes):
-            offset = HEADER_SIZE + (x >> 3)
-            bit = 1 << (x & 7)
-            byte = mapped[offset]
-            if not byte & bit:
-                present = False
-                mapped[offset] = byte | bit
-            x = (x + y) % m
-            y = (y + i) % m
-        return present
+        offset, mask = self._block_and_mask(tag)
+        end = offset + BLOCK_BYTES
+        block = int.from_bytes(self._map[offset:end], "little")
+        if block & mask == mask:
+            return True
+        # Every byte written holds its old bits and maybe more: a SIGKILL halfway through
+        # leaves a block that still holds every tag recorded before.
+        self._map[offset:end] = (block | mask).to_bytes(BLOCK_BYTES, "little")
+        return False
 
     def flush(self) -> None:
         """msync the map: what was added survives a machine crash too (SIGKILL needs nothing)."""

@@ -7,9 +7,16 @@ from pathlib import Path
 
 import trio
 
-from mixnode.crypto_workers import CryptoWorkers, WorkerView, record, split_records, worker_for
+from mixnode.crypto_workers import (
+    CryptoWorkers,
+    WorkerView,
+    record,
+    split_records,
+    worker_for,
+)
 from mixnode.key_ring import SphinxKeyRing
 from mixnode.packet_pipeline import Dropped, Outcome, Scheduled, SendPacket
+from mixnode.replay_filter import HEADER_SIZE
 from sphinx_packets import Geometry, NodeDelay, PathHop, Recipient, create_packet
 
 GEOMETRY = Geometry(hops=5, user_payload_size=256)
@@ -45,6 +52,14 @@ async def test_two_workers_process_packets_and_refuse_replays(tmp_path: Path) ->
         ]
         packets.append(create_packet(GEOMETRY, path, rng.randbytes(256), rng=rng.randbytes))
     assert {worker_for(p, 2) for p in packets} == {0, 1}
+    # The main process writes the workers' filter files out; the workers only open them.
+    prepared = workers.replay_filters()
+    for filters in prepared:
+        for epoch in range(EPOCH - 1, EPOCH + 2):
+            filters.prepare(epoch)
+    headers = {path: path.read_bytes()[:HEADER_SIZE] for path in (tmp_path / "replay").rglob("*")
+               if path.is_file()}
+    assert len(headers) == 2 * 3
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             await nursery.start(workers.run)
@@ -64,3 +79,5 @@ async def test_two_workers_process_packets_and_refuse_replays(tmp_path: Path) ->
         assert outcome.deadline == arrival + (100 + index) / 1000  # the delay from arrival
     assert [o for o, _ in outcomes if isinstance(o, Dropped)] == [Dropped("replay")]
     assert sorted(p.name for p in (tmp_path / "replay").iterdir()) == ["worker-0", "worker-1"]
+    for path, header in headers.items():
+        assert path.read_bytes()[:HEADER_SIZE] == header  # opened as prepared, not recreated

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import random
+import math
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from mixnode.replay_filter import (
     BloomReplayFilter,
     ReplayFilterError,
     ReplayFilters,
+    blocked_false_positive_rate,
 )
 from tests.mixnode.killed_child import READY, run_then_sigkill
 
@@ -39,10 +41,47 @@ def new_filter(path: Path, expected_items: int = 1000, rate: float = 1e-6) -> Bl
 def test_sizing_follows_the_documented_formula() -> None:
     # the docstring's worked example: 5,000 packets/s for a key living 3 epochs of 20 minutes
     parameters = BloomParameters.for_load(5_000 * 3 * 20 * 60, DEFAULT_FALSE_POSITIVE_RATE)
-    assert parameters.hashes == 20
-    assert parameters.bits == 517_593_160
-    assert round(parameters.file_size / 2**20, 1) == 61.7
+    assert parameters.hashes == 16
+    assert parameters.blocks == 1_353_972
+    assert parameters.bits == 512 * parameters.blocks
+    assert round(parameters.file_size / 2**20, 1) == 82.6
+    assert round(parameters.bits / parameters.expected_items, 1) == 38.5
     assert DEFAULT_FALSE_POSITIVE_RATE == 1e-6
+
+
+@pytest.mark.parametrize(("items", "rate"), [(1, 0.5), (1000, 1e-6), (100_000, 0.01), (10**7, 1e-9)])
+def test_sizing_takes_the_fewest_blocks_that_reach_the_rate(items: int, rate: float) -> None:
+    parameters = BloomParameters.for_load(items, rate)
+    per_block = items / parameters.blocks
+    assert blocked_false_positive_rate(per_block, parameters.hashes) <= rate
+    if parameters.blocks > 1:
+        one_fewer = items / (parameters.blocks - 1)
+        assert all(blocked_false_positive_rate(one_fewer, k) > rate for k in range(1, 29))
+
+
+def test_the_false_positive_estimate_matches_a_direct_computation() -> None:
+    # an empty block never answers yes; a block of i items answers yes for a fresh tag's k
+    # bits with probability (1 - (1 - 1/512)^(k·i))^k, weighted by Poisson(i; λ)
+    assert blocked_false_positive_rate(0.0, 4) == 0.0
+    lam, k = 3.0, 5
+    direct = sum(
+        math.exp(-lam) * lam**i / math.factorial(i) * (1 - (511 / 512) ** (k * i)) ** k
+        for i in range(60)
+    )
+    assert blocked_false_positive_rate(lam, k) == pytest.approx(direct, rel=1e-9)
+
+
+def test_a_tag_touches_one_block(tmp_path: Path) -> None:
+    replay_filter = new_filter(tmp_path / "b.bloom", expected_items=10_000)
+    for tag in tags(8, 50):
+        before = (tmp_path / "b.bloom").read_bytes()[HEADER_SIZE:]
+        replay_filter.add(tag)
+        after = (tmp_path / "b.bloom").read_bytes()[HEADER_SIZE:]
+        changed = {i // 64 for i in range(len(after)) if after[i] != before[i]}
+        assert len(changed) == 1
+        set_bits = sum((a ^ b).bit_count() for a, b in zip(after, before, strict=True))
+        assert 1 <= set_bits <= replay_filter.parameters.hashes
+    replay_filter.close()
 
 
 @pytest.mark.parametrize(
@@ -173,7 +212,7 @@ def test_missing_file(tmp_path: Path) -> None:
         (lambda data: data[: HEADER_SIZE + 3], "truncated"),
         (lambda data: data + b"\0", "truncated or corrupt"),
         (lambda data: b"NOTBLOOM" + data[8:], "bad magic"),
-        (lambda data: data[:8] + b"\0\2" + data[10:], "version"),
+        (lambda data: data[:8] + b"\0\1" + data[10:], "version 1"),  # unblocked, before v2
         (lambda data: data[:12] + bytes([data[12] ^ 1]) + data[13:], "checksum"),
         (lambda data: data[:100] + b"\1" + data[101:], "reserved"),
     ],
