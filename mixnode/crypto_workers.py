@@ -11,9 +11,11 @@ directory when the main process announces a new epoch.
 
 Between the main process and a worker: a socket pair, records `kind u8 ‖ length u32 BE ‖
 body`. Main → worker: PACKET (the packet), VIEW (pickled `WorkerView`), STOP. Worker → main:
-OUTCOME (pickled `Outcome`, deadline relative to arrival) in the order the packets were sent,
-so the main process pairs each with the arrival time it noted. Both ends are our own
-processes; nothing from the network is ever unpickled.
+FORWARD (`deadline f64 BE ‖ next node id 32 ‖ packet`: a packet to send on, the common case,
+packed by hand because pickling it costs 8 µs at each end) or OUTCOME (any other `Outcome`,
+pickled), the deadline relative to arrival, in the order the packets were sent, so the main
+process pairs each with the arrival time it noted. Both ends are our own processes; nothing
+from the network is ever unpickled.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from mixnode.packet_pipeline import (
     Outcome,
     PacketPipeline,
     Scheduled,
+    SendPacket,
 )
 from mixnode.replay_filter import ReplayFilters
 from sphinx_packets import Geometry
@@ -47,7 +50,10 @@ PACKET = 1
 VIEW = 2
 STOP = 3
 OUTCOME = 4
+FORWARD = 5
 _RECORD = struct.Struct(">BI")
+_DEADLINE = struct.Struct(">d")
+_NODE_ID_END = _DEADLINE.size + 32
 MAX_IN_FLIGHT = 128
 """Packets handed to one worker and not yet answered. `submit` waits for room (so a full
 worker slows the links down, as one process would); `submit_nowait` drops (counted)."""
@@ -65,6 +71,28 @@ class WorkerView:
 
 def record(kind: int, body: bytes) -> bytes:
     return _RECORD.pack(kind, len(body)) + body
+
+
+def encode_outcome(outcome: Outcome) -> bytes:
+    """One worker → main record for `outcome`."""
+    if isinstance(outcome, Scheduled):
+        action = outcome.action
+        if isinstance(action, SendPacket) and not action.cover and len(action.next_node_id) == 32:
+            return record(
+                FORWARD, _DEADLINE.pack(outcome.deadline) + action.next_node_id + action.packet
+            )
+    return record(OUTCOME, pickle.dumps(outcome))
+
+
+def decode_outcome(kind: int, body: bytes) -> Outcome:
+    """The `Outcome` of a FORWARD or OUTCOME record."""
+    if kind == FORWARD:
+        (deadline,) = _DEADLINE.unpack_from(body)
+        return Scheduled(
+            deadline, SendPacket(body[_DEADLINE.size : _NODE_ID_END], body[_NODE_ID_END:])
+        )
+    outcome: Outcome = pickle.loads(body)
+    return outcome
 
 
 def split_records(buffer: bytearray) -> list[tuple[int, bytes]]:
@@ -219,11 +247,11 @@ class CryptoWorkers:
                 raise RuntimeError(f"crypto worker {index} exited")
             buffer += data
             for kind, body in split_records(buffer):
-                if kind != OUTCOME or not arrivals:
+                if kind not in (OUTCOME, FORWARD) or not arrivals:
                     continue
                 arrival = arrivals.popleft()
                 self._room[index].release()
-                outcome = pickle.loads(body)
+                outcome = decode_outcome(kind, body)
                 if isinstance(outcome, Scheduled):
                     outcome = Scheduled(arrival + outcome.deadline, outcome.action)
                 self.on_outcome(outcome, arrival)
@@ -265,7 +293,7 @@ def worker_main(
                     outcome: Outcome = (
                         pipeline.process(body, 0.0) if pipeline is not None else Dropped("mac")
                     )
-                    answers.append(record(OUTCOME, pickle.dumps(outcome)))
+                    answers.append(encode_outcome(outcome))
             if answers:
                 connection.sendall(b"".join(answers))
     except (BrokenPipeError, ConnectionResetError):

@@ -6,21 +6,53 @@ import random
 from pathlib import Path
 
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mixnode.crypto_workers import (
+    FORWARD,
+    OUTCOME,
     CryptoWorkers,
     WorkerView,
+    decode_outcome,
+    encode_outcome,
     record,
     split_records,
     worker_for,
 )
 from mixnode.key_ring import SphinxKeyRing
-from mixnode.packet_pipeline import Dropped, Outcome, Scheduled, SendPacket
+from mixnode.packet_pipeline import (
+    Dropped,
+    LoopReturned,
+    Outcome,
+    Scheduled,
+    SendPacket,
+)
 from mixnode.replay_filter import HEADER_SIZE
 from sphinx_packets import Geometry, NodeDelay, PathHop, Recipient, create_packet
 
 GEOMETRY = Geometry(hops=5, user_payload_size=256)
 EPOCH = 4
+
+
+@given(
+    st.floats(min_value=0, max_value=1e6, allow_nan=False),
+    st.binary(min_size=32, max_size=32),
+    st.binary(max_size=4096),
+    st.booleans(),
+)
+def test_outcomes_cross_to_the_main_process_unchanged(
+    deadline: float, node_id: bytes, packet: bytes, cover: bool
+) -> None:
+    outcomes: list[Outcome] = [
+        Scheduled(deadline, SendPacket(node_id, packet, cover=cover)),
+        Scheduled(deadline, LoopReturned(packet)),
+        Dropped("replay"),
+    ]
+    buffer = bytearray(b"".join(encode_outcome(outcome) for outcome in outcomes))
+    records = split_records(buffer)
+    assert [decode_outcome(kind, body) for kind, body in records] == outcomes
+    assert records[0][0] == (OUTCOME if cover else FORWARD)  # a loop of our own is rare
 
 
 def test_records_split_whole_only() -> None:
