@@ -6,8 +6,8 @@ goes to worker `BLAKE2b(α) mod N`, so every copy of a packet meets the same wor
 own replay filters (in `replay/worker-K/`): a replay is caught as surely as with one process,
 and no two processes ever write one filter. The main process writes each new filter file out
 beforehand (`replay_filters`, in a thread) and only then announces the epoch, so that a
-worker opens its files and never stalls its packets creating one. Workers read the Sphinx keys from the node's key
-directory when the main process announces a new epoch.
+worker opens its files and never stalls its packets creating one. Workers read the Sphinx
+keys from the node's key directory when the main process announces a new epoch.
 
 Between the main process and a worker: a socket pair, records `kind u8 ‖ length u32 BE ‖
 body`. Main → worker: PACKET (the packet), VIEW (pickled `WorkerView`), STOP. Worker → main:

@@ -49,7 +49,9 @@ def test_sizing_follows_the_documented_formula() -> None:
     assert DEFAULT_FALSE_POSITIVE_RATE == 1e-6
 
 
-@pytest.mark.parametrize(("items", "rate"), [(1, 0.5), (1000, 1e-6), (100_000, 0.01), (10**7, 1e-9)])
+@pytest.mark.parametrize(
+    ("items", "rate"), [(1, 0.5), (1000, 1e-6), (100_000, 0.01), (10**7, 1e-9)]
+)
 def test_sizing_takes_the_fewest_blocks_that_reach_the_rate(items: int, rate: float) -> None:
     parameters = BloomParameters.for_load(items, rate)
     per_block = items / parameters.blocks
