@@ -6,7 +6,8 @@
 //   node examples/ws-client.mjs ws://127.0.0.1:8765/ ADDRESS "hello"   send, wait for "sent"
 //   node examples/ws-client.mjs ws://127.0.0.1:8765/ --receive 1        print 1 message
 //
-// It prints one line per event it gets and exits 0 when done, 1 on an error event.
+// It prints one line per event it gets and exits 0 when done, 1 on an error event. With
+// --receive, a message is acknowledged once printed, and counts when the daemon confirms it.
 
 const [url, target, text] = process.argv.slice(2);
 if (!url || !target) {
@@ -47,6 +48,13 @@ socket.addEventListener("message", (event) => {
       break;
     case "received":
       console.log(`received ${message.kind} from ${message.sender ?? "anonymous"}: ${fromBase64(message.data)}`);
+      if (target === "--receive") {
+        // Shown (an app would store it first): the daemon may forget it now. Until then it
+        // hands the message out again, with the same message_id, each time an app connects.
+        socket.send(JSON.stringify({ type: "ack", id: "ack", message_id: message.message_id }));
+      }
+      break;
+    case "acked":
       toReceive -= 1;
       if (toReceive <= 0) socket.close();
       break;

@@ -67,10 +67,13 @@ from mixclient.client_errors import (
     SendFailedError,
 )
 from mixclient.client_state import (
+    MESSAGE_ID_SIZE,
     ClientState,
+    InboxEntry,
     OutgoingMessage,
     Registration,
     StateFullError,
+    StateLimits,
 )
 from mixclient.cover_streams import CoverSchedule, Emission, StreamKind, StreamRates
 from mixclient.e2e import E2EError, E2EKeyPair, open_sealed, seal
@@ -160,7 +163,9 @@ class Emitted:
 
 @dataclass(frozen=True, slots=True)
 class ReceivedMessage:
-    """A whole message, handed to the application once."""
+    """A whole message. `messages()` hands each to the application once; with
+    `messages(auto_ack=False)` the client keeps it until `ack()` and hands it out again (to
+    the next `messages()`, after a restart too) until then."""
 
     data: bytes = field(repr=False)
     sender: str | None = field(repr=False)
@@ -170,10 +175,18 @@ class ReceivedMessage:
     kind: EnvelopeKind
     received_at: float
     _client: Client = field(repr=False, compare=False)
+    message_id: str = field(default="", repr=False)
+    """32 hex digits that name the message for `Client.ack` (the same when it is handed
+    out again)."""
 
     @property
     def anonymous(self) -> bool:
         return self.kind is EnvelopeKind.ANONYMOUS
+
+    async def ack(self) -> bool:
+        """The application has the message (`messages(auto_ack=False)`): the client forgets
+        it. False if it was acknowledged before."""
+        return await self._client.ack(self.message_id)
 
     async def reply(self, data: bytes) -> None:
         """Answer: through the SURBs of an anonymous message, to the sender's address of a
@@ -240,11 +253,14 @@ class Client:
         *,
         rng: random.Random | None = None,
         on_emit: Callable[[Emitted], None] | None = None,
+        state_limits: StateLimits | None = None,
     ) -> None:
         """`rng` draws routes, delays and stream times (seed it for a reproducible
         schedule); keys and ids always come from the operating system. `on_emit(Emitted)` is
-        called for every packet put on the link (for tests, benchmarks and the demo)."""
+        called for every packet put on the link (for tests, benchmarks and the demo).
+        `state_limits` bounds the state store (the defaults of `StateLimits` without it)."""
         self.config = config
+        self._state_limits = state_limits
         self._rng = rng if rng is not None else random.SystemRandom()
         # The streams draw from their own generator: with a fixed seed their times are the
         # same whether the user sends or not (routes for real packets draw more numbers).
@@ -266,6 +282,9 @@ class Client:
         self._acks_to_send: list[bytes] = []
         self._inbox_event = trio.Event()
         self._inbound_lock = trio.Lock()
+        self._parked: dict[bytes, None] = {}
+        """Whole messages the full inbox refused: their fragments wait in the state store
+        (the gateway has forgotten them) until an acknowledgement makes room."""
         self._link_up = trio.Event()
         self._gateway: GatewayClient | None = None
         self._consumer = False
@@ -350,37 +369,71 @@ class Client:
         self._require_running()
         return self._state.count_reply_surbs(bytes.fromhex(conversation))
 
-    async def messages(self) -> AsyncIterator[ReceivedMessage]:
-        """Whole messages as they arrive, each once (also across restarts). One consumer at
-        a time."""
+    async def messages(self, *, auto_ack: bool = True) -> AsyncIterator[ReceivedMessage]:
+        """Whole messages as they arrive, oldest first. One consumer at a time.
+
+        With `auto_ack` (the default) each message leaves the client as it is yielded: it is
+        handed out once, across restarts too, and lost if the application crashes before it
+        keeps it. With `auto_ack=False` a message stays in the client until `ack()` (or
+        `Client.ack`): this iteration yields it once, and the next `messages()` (after a
+        restart too) yields every message not acknowledged yet again, so an application that
+        stores a message before acknowledging it loses none (it may see one twice, with the
+        same `message_id`)."""
         self._require_running()
         if self._consumer:
             raise ClientError("messages() already has a consumer")
         self._consumer = True
         try:
+            last: InboxEntry | None = None
             while True:
                 event = self._inbox_event
-                item = await trio.to_thread.run_sync(self._state.next_inbox)
-                if item is None:
+                entry = await trio.to_thread.run_sync(self._state.next_inbox, last)
+                if entry is None:
                     await event.wait()
                     continue
-                message_id, raw = item
-                await trio.to_thread.run_sync(self._state.deliver_inbox, message_id)
+                if auto_ack:
+                    await self._deliver(entry.message_id)
+                else:
+                    last = entry
                 try:
-                    envelope = Envelope.from_bytes(raw, self.config.geometry.surb_size)
+                    envelope = Envelope.from_bytes(entry.envelope, self.config.geometry.surb_size)
                 except EnvelopeError:  # checked when queued: a damaged state store
                     log.warning("a queued message could not be read; skipped")
+                    if not auto_ack:
+                        await self._deliver(entry.message_id)
                     continue
-                yield self._received(envelope)
+                yield self._received(envelope, entry.message_id)
         finally:
             self._consumer = False
+
+    async def ack(self, message_id: str) -> bool:
+        """The application has message `message_id` (its `ReceivedMessage.message_id`):
+        the client forgets it. False if no message of that id is waiting (acknowledged
+        before, or never received); `ValueError` for a malformed id."""
+        self._require_running()
+        try:
+            raw = bytes.fromhex(message_id) if isinstance(message_id, str) else b""
+        except ValueError:
+            raw = b""
+        if len(raw) != MESSAGE_ID_SIZE:
+            raise ValueError(f"a message id is {2 * MESSAGE_ID_SIZE} hex digits")
+        return await self._deliver(raw)
+
+    async def _deliver(self, message_id: bytes) -> bool:
+        """Message `message_id` leaves the inbox; whether it was there."""
+        delivered = await trio.to_thread.run_sync(self._state.deliver_inbox, message_id)
+        if delivered and self._parked:
+            await self._unpark()
+        return delivered
 
     # --- opening and closing ---------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
         if self._running:
             raise ClientError("this client is already open")
-        self._state = await trio.to_thread.run_sync(ClientState, self.config.state_dir)
+        self._state = await trio.to_thread.run_sync(
+            ClientState, self.config.state_dir, self._state_limits
+        )
         self._http = httpx.AsyncClient(timeout=self.config.link_timeout)
         self._nursery_manager = trio.open_nursery()
         self._nursery = await self._nursery_manager.__aenter__()
@@ -520,14 +573,31 @@ class Client:
         )
         for message_id in recent:
             self._reassembler.mark_delivered(message_id)
-        for stored in await trio.to_thread.run_sync(self._state.inbound_frames):
+        stored = await trio.to_thread.run_sync(self._state.inbound_frames)
+        await self._reassemble_stored(stored, self._reassembler)
+
+    async def _reassemble_stored(self, stored: list[bytes], reassembler: Reassembler) -> None:
+        """Feed fragments kept in the state store (a marker byte, 1 for a reply's, then the
+        frame) to `reassembler`, and complete the messages they make whole."""
+        for item in stored:
             try:
-                frame = decode_frame(geometry, stored[1:])
+                frame = decode_frame(self.config.geometry, item[1:])
             except FramingError:
                 continue
-            whole = self._reassembler.add(frame, trio.current_time())
+            whole = reassembler.add(frame, trio.current_time())
             if whole is not None:
-                await self._complete(frame.message_id, whole, via_surb=stored[0] == 1)
+                await self._complete(frame.message_id, whole, via_surb=item[0] == 1)
+
+    async def _unpark(self) -> None:
+        """The inbox has room again: complete the messages it refused, oldest first (each
+        goes back to `_parked` if the inbox is full again)."""
+        async with self._inbound_lock:
+            for message_id in list(self._parked):
+                self._parked.pop(message_id, None)
+                stored = await trio.to_thread.run_sync(self._state.inbound_frames, message_id)
+                await self._reassemble_stored(stored, Reassembler(self.config.geometry))
+                if message_id in self._parked:
+                    break
 
     # --- consensus and link ----------------------------------------------------------------
 
@@ -713,6 +783,7 @@ class Client:
             )
         except StateFullError:
             log.warning("the inbox is full: a received message waits in its fragments")
+            self._parked[message_id] = None
             return
         if queued and envelope is not None and envelope.surbs:
             assert envelope.conversation is not None
@@ -1027,7 +1098,8 @@ class Client:
                 async with self._inbound_lock:
                     self._reassembler.expire(now)
                     await trio.to_thread.run_sync(
-                        self._state.retain_inbound, self._reassembler.partial_ids()
+                        self._state.retain_inbound,
+                        self._reassembler.partial_ids() | frozenset(self._parked),
                     )
             for action in self._tracker.due(now):
                 if isinstance(action, Retransmit):
@@ -1082,7 +1154,7 @@ class Client:
         while len(self._conversations) > _MAX_CONVERSATIONS:
             self._conversations.popitem(last=False)
 
-    def _received(self, envelope: Envelope) -> ReceivedMessage:
+    def _received(self, envelope: Envelope, message_id: bytes) -> ReceivedMessage:
         return ReceivedMessage(
             data=envelope.data,
             sender=envelope.sender.to_string() if envelope.sender is not None else None,
@@ -1090,6 +1162,7 @@ class Client:
             kind=envelope.kind,
             received_at=trio.current_time(),
             _client=self,
+            message_id=message_id.hex(),
         )
 
     @staticmethod

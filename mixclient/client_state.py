@@ -97,6 +97,15 @@ CREATE TABLE surb_keys (
 """
 
 
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """A whole message waiting in the inbox for the application."""
+
+    seq: int
+    message_id: bytes = field(repr=False)
+    envelope: bytes = field(repr=False)
+
+
 class ClientStateError(Exception):
     """The state directory cannot be used (wrong file, corrupt, unsafe mode, I/O error),
     or an argument is malformed."""
@@ -407,12 +416,19 @@ class ClientState(SqliteStore):
             ).fetchall()
         return [bytes(r[0]) for r in reversed(rows)]
 
-    def inbound_frames(self) -> list[bytes]:
-        """Every fragment kept, message by message, for a restarted client to reassemble."""
+    def inbound_frames(self, message_id: bytes | None = None) -> list[bytes]:
+        """Every fragment kept, message by message, for a restarted client to reassemble
+        (or those of one message)."""
         with self._locked() as db:
-            rows = db.execute(
-                "SELECT frame FROM inbound ORDER BY message_id, fragment_index"
-            ).fetchall()
+            if message_id is None:
+                rows = db.execute(
+                    "SELECT frame FROM inbound ORDER BY message_id, fragment_index"
+                ).fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT frame FROM inbound WHERE message_id = ? ORDER BY fragment_index",
+                    (message_id,),
+                ).fetchall()
         return [bytes(row[0]) for row in rows]
 
     def complete_inbound(self, message_id: bytes, envelope: bytes | None) -> bool:
@@ -439,19 +455,34 @@ class ClientState(SqliteStore):
             db.execute("DELETE FROM inbound WHERE message_id = ?", (message_id,))
             return queue
 
-    def next_inbox(self) -> tuple[bytes, bytes] | None:
-        """The oldest message queued for the application: (message id, envelope)."""
+    def next_inbox(self, after: InboxEntry | None = None) -> InboxEntry | None:
+        """The oldest message queued for the application, or with `after` the oldest queued
+        after that one: (seq, message id, envelope). A message queued once `after` itself
+        has left the inbox may reuse its seq, so the id tells them apart."""
         with self._locked() as db:
-            row = db.execute(
-                "SELECT message_id, envelope FROM inbox ORDER BY seq LIMIT 1"
-            ).fetchone()
-        return None if row is None else (bytes(row[0]), bytes(row[1]))
+            if after is None:
+                rows = db.execute(
+                    "SELECT seq, message_id, envelope FROM inbox ORDER BY seq LIMIT 1"
+                ).fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT seq, message_id, envelope FROM inbox WHERE seq >= ? "
+                    "ORDER BY seq LIMIT 2",
+                    (after.seq,),
+                ).fetchall()
+        for seq, message_id, envelope in rows:
+            if after is None or seq > after.seq or bytes(message_id) != after.message_id:
+                return InboxEntry(seq, bytes(message_id), bytes(envelope))
+        return None
 
-    def deliver_inbox(self, message_id: bytes) -> None:
-        """The application has message `message_id`: out of the inbox, into `delivered`."""
+    def deliver_inbox(self, message_id: bytes) -> bool:
+        """The application has message `message_id`: out of the inbox, into `delivered`.
+        False (nothing changed) if it is not in the inbox (delivered before, or unknown)."""
         _check_bytes(message_id, MESSAGE_ID_SIZE, "a message id")
         with self._write() as db:
-            db.execute("DELETE FROM inbox WHERE message_id = ?", (message_id,))
+            removed = db.execute("DELETE FROM inbox WHERE message_id = ?", (message_id,))
+            if removed.rowcount == 0:
+                return False
             db.execute(
                 "INSERT OR IGNORE INTO delivered (message_id) VALUES (?)", (message_id,)
             )
@@ -459,6 +490,7 @@ class ClientState(SqliteStore):
                 "DELETE FROM delivered WHERE seq <= (SELECT MAX(seq) FROM delivered) - ?",
                 (self._limits.max_delivered,),
             )
+            return True
 
     def add_surb_keys(self, entries: Sequence[tuple[bytes, int, bytes]]) -> None:
         """Keep `(SURB id, epoch, SURBKeys bytes)` of reply SURBs given away."""

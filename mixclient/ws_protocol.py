@@ -10,14 +10,20 @@ integer) that its answer echoes.
     {"type": "send_anonymous", "id": ..., "to": ADDRESS, "data": DATA, "reply_surbs": N}
     {"type": "reply",          "id": ..., "conversation": TOKEN, "data": DATA}
     {"type": "self_address",   "id": ...}
+    {"type": "ack",            "id": ..., "message_id": HEX}   the app has kept the message
 
 Events:
 
     {"type": "self_address", "id": ..., "address": ADDRESS}
     {"type": "sent",         "id": ...}                  the message was acknowledged
                                                          (a reply: its packets left)
-    {"type": "received", "kind": "direct"|"anonymous"|"reply", "sender": ADDRESS|null,
-     "conversation": TOKEN|null, "data": DATA}
+    {"type": "acked",        "id": ..., "known": BOOL}   false: acknowledged before
+    {"type": "received", "message_id": HEX, "kind": "direct"|"anonymous"|"reply",
+     "sender": ADDRESS|null, "conversation": TOKEN|null, "data": DATA}
+
+A received message stays in the client until an app acknowledges it (`ack` with its
+`message_id`, 32 hex digits): it is handed out again after the daemon restarts, and when an app
+connects while none is, so an app that acknowledges what it has stored loses none.
     {"type": "error", "id": ...|null, "code": CODE, "message": TEXT}
 
 Error codes: malformed (not JSON / msgpack, or not an object), unknown_type, bad_request (a
@@ -47,7 +53,7 @@ from mixclient.fragments import MAX_USER_MESSAGE_SIZE
 MAX_ID_LENGTH = 64
 MAX_REQUEST_BYTES = 2 * MAX_USER_MESSAGE_SIZE
 """The largest request the daemon reads (base64 of 1 MiB with room for the rest)."""
-REQUEST_TYPES = ("send", "send_anonymous", "reply", "self_address")
+REQUEST_TYPES = ("send", "send_anonymous", "reply", "self_address", "ack")
 _TYPE_NAME = re.compile(r"[a-z_]{1,32}")
 """An unknown type is named in its error only when it looks like a name (never data)."""
 
@@ -73,6 +79,7 @@ class Request:
     data: bytes = field(default=b"", repr=False)
     reply_surbs: int = 10
     conversation: str | None = field(default=None, repr=False)
+    message_id: str | None = None
 
 
 def parse_request(message: str | bytes) -> Request:
@@ -104,16 +111,12 @@ def parse_request(message: str | bytes) -> Request:
                            "characters or an integer", None)
     if kind == "self_address":
         return Request(kind, request_id, binary)
+    if kind == "ack":
+        message_id = _hex_token(body.get("message_id"), "message_id", request_id)
+        return Request(kind, request_id, binary, message_id=message_id)
     data = _data(body.get("data"), binary, request_id)
     if kind == "reply":
-        conversation = body.get("conversation")
-        if not (
-            isinstance(conversation, str)
-            and len(conversation) == 32
-            and all(c in string.hexdigits for c in conversation)
-        ):
-            raise RequestError("bad_request", "'conversation' must be a 32-hex-digit token",
-                               request_id)
+        conversation = _hex_token(body.get("conversation"), "conversation", request_id)
         return Request(kind, request_id, binary, data=data, conversation=conversation)
     to = body.get("to")
     if not isinstance(to, str) or not to:
@@ -127,6 +130,12 @@ def parse_request(message: str | bytes) -> Request:
             request_id,
         )
     return Request(kind, request_id, binary, to=to, data=data, reply_surbs=surbs)
+
+
+def _hex_token(value: Any, name: str, request_id: RequestId) -> str:
+    if isinstance(value, str) and len(value) == 32 and all(c in string.hexdigits for c in value):
+        return value
+    raise RequestError("bad_request", f"'{name}' must be a 32-hex-digit token", request_id)
 
 
 def _request_id(value: Any) -> RequestId | None:
@@ -173,6 +182,7 @@ def error_event(code: str, message: str, request_id: RequestId | None) -> dict[s
 def received_event(message: ReceivedMessage) -> dict[str, Any]:
     return {
         "type": "received",
+        "message_id": message.message_id,
         "kind": message.kind.name.lower(),
         "sender": message.sender,
         "conversation": message.conversation,

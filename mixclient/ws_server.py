@@ -11,11 +11,12 @@ apps and one open `Client`. The protocol is `mixclient.ws_protocol` (docs/CLIENT
   transport cap (`transport_cap`, larger) closes that connection (code 1009), as the
   WebSocket library does, since it would have to be read into memory first.
 - Received messages go to every connected app as `received` events, to all of them at once.
-  While no app is connected the daemon takes no message from the client (the one consumer
-  of `client.messages()` is stopped when the last app leaves): they wait, durably, in its
-  inbox, and the first app to connect gets them. A message taken just as the last app left
-  is held in memory for the next one. (A message is handed over once: an app that
-  disconnects while an event is on its way may miss it.)
+  A message stays in the client's durable inbox until an app acknowledges it (`ack`): the
+  one consumer of `client.messages(auto_ack=False)` runs only while an app is connected,
+  and each time it starts (the first app after none, or after a restart) it hands out again
+  every message not acknowledged yet. An app that disconnects while an event is on its way,
+  or that crashes before it has stored one, misses nothing: it sees the message again (with
+  the same `message_id`) when it reconnects.
 - An app that does not take an event within `send_timeout` is disconnected, so it cannot
   hold up the events of the others.
 - Bad input never closes the connection or the daemon; every failure of a request is an
@@ -29,7 +30,6 @@ apps and one open `Client`. The protocol is `mixclient.ws_protocol` (docs/CLIENT
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -242,6 +242,10 @@ class ClientWebSocketServer:
         try:
             if request.type == "self_address":
                 return {"type": "self_address", "id": request.id, "address": client.address}
+            if request.type == "ack":
+                assert request.message_id is not None
+                known = await client.ack(request.message_id)
+                return {"type": "acked", "id": request.id, "known": known}
             if request.type == "send":
                 assert request.to is not None
                 await client.send(request.to, request.data)
@@ -281,28 +285,24 @@ class ClientWebSocketServer:
 
     async def _forward_received(self) -> None:
         """The one consumer of `client.messages()`, running only while an app is connected
-        (`_handle` cancels it as the last app leaves). A message in `held` has been taken
-        from the client and not yet given to any app."""
-        held: deque[dict[str, Any]] = deque()
+        (`_handle` cancels it as the last app leaves). Messages stay in the client until an
+        app acknowledges them, so each new iteration hands out every one not acknowledged
+        yet, and nothing needs holding here across iterations."""
         while True:
             await self._app_connected.wait()
             if not self._apps:  # it came and went before this task ran
                 continue
             with trio.CancelScope() as self._forwarding:
-                while held:
-                    await self._give(held)
-                async with aclosing(self.client.messages()) as stream:
+                async with aclosing(self.client.messages(auto_ack=False)) as stream:
                     async for message in stream:
-                        held.append(received_event(message))
-                        await self._give(held)
+                        await self._give(received_event(message))
             self._forwarding = None
 
-    async def _give(self, held: deque[dict[str, Any]]) -> None:
-        """Broadcast the first held event until some app took it (an app that did not is
-        being disconnected, and the last one to go cancels this)."""
-        while not await self._broadcast(held[0]):
+    async def _give(self, event: dict[str, Any]) -> None:
+        """Broadcast `event` until some app took it (an app that did not is being
+        disconnected, and the last one to go cancels this)."""
+        while not await self._broadcast(event):
             await trio.sleep(0.05)
-        held.popleft()
 
     async def _broadcast(self, event: dict[str, Any]) -> bool:
         """Send `event` to every connected app at once; whether any took it."""

@@ -257,11 +257,38 @@ def test_inbound_fragments_survive_a_reopen_and_complete_once(tmp_path: Path) ->
         assert state.complete_inbound(mid(1), b"envelope") is True
         assert state.inbound_frames() == []
         assert state.complete_inbound(mid(1), b"envelope") is False  # queued already
-        assert state.next_inbox() == (mid(1), b"envelope")
-        state.deliver_inbox(mid(1))
+        first = state.next_inbox()
+        assert first is not None and (first.message_id, first.envelope) == (mid(1), b"envelope")
+        assert state.next_inbox(first) is None  # nothing after it
+        assert state.deliver_inbox(mid(1)) is True
+        assert state.deliver_inbox(mid(1)) is False  # once
         assert state.next_inbox() is None and state.was_delivered(mid(1))
         assert state.complete_inbound(mid(1), b"envelope") is False  # delivered already
         assert state.complete_inbound(mid(2), None) is False  # could not be opened: dropped
+
+
+def test_the_inbox_is_read_in_order_without_taking_and_a_reused_seq_is_not_skipped(
+    tmp_path: Path,
+) -> None:
+    with ClientState(tmp_path / "s") as state:
+        for n in (1, 2, 3):
+            assert state.complete_inbound(mid(n), f"envelope-{n}".encode())
+        seen = []
+        entry = state.next_inbox()
+        while entry is not None:
+            seen.append(entry.message_id)
+            entry = state.next_inbox(entry)
+        assert seen == [mid(1), mid(2), mid(3)]
+        last = state.next_inbox(state.next_inbox(state.next_inbox()))
+        assert last is not None and last.message_id == mid(3)
+        # The last one is acknowledged, and the next message takes its place at the end: a
+        # reader that stopped at the acknowledged one still finds the new one.
+        assert state.deliver_inbox(mid(3)) and state.complete_inbound(mid(4), b"envelope-4")
+        after = state.next_inbox(last)
+        assert after is not None and after.message_id == mid(4)
+        assert state.next_inbox(after) is None
+        assert state.deliver_inbox(bytes(16)) is False  # never received: not marked delivered
+        assert not state.was_delivered(bytes(16))
 
 
 def test_inbound_and_inbox_are_bounded(tmp_path: Path) -> None:

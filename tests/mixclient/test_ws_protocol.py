@@ -75,6 +75,10 @@ def test_ill_typed_fields_are_refused_cleanly(body: dict[str, object]) -> None:
         ({"type": "send", "id": 1, "to": "a",
           "data": base64.b64encode(bytes(MAX_USER_MESSAGE_SIZE + 1)).decode()}, "too_large"),
         ({"type": "dance", "id": 1}, "unknown_type"),
+        ({"type": "ack", "id": 1}, "bad_request"),
+        ({"type": "ack", "id": 1, "message_id": "ab" * 15}, "bad_request"),
+        ({"type": "ack", "id": 1, "message_id": "xy" * 16}, "bad_request"),
+        ({"type": "ack", "message_id": "ab" * 16}, "bad_request"),
     ],
 )
 def test_bad_requests_name_the_problem(body: dict[str, object], code: str) -> None:
@@ -110,6 +114,10 @@ def test_replies_and_self_address_parse_alike_in_both_forms(
     for message in (json.dumps({"type": "self_address", "id": request_id}),
                     msgpack.packb({"type": "self_address", "id": request_id})):
         assert parse_request(message).id == request_id
+    ack = {"type": "ack", "id": request_id, "message_id": token}
+    for message in (json.dumps(ack), msgpack.packb(ack)):
+        parsed = parse_request(message)
+        assert (parsed.type, parsed.id, parsed.message_id) == ("ack", request_id, token)
 
 
 @given(ids, st.sampled_from(REQUEST_TYPES[:3]), st.sampled_from(["data", "to", "conversation"]),

@@ -3,7 +3,8 @@ authority and 8 node processes on 127.0.0.1), with real sockets: every request i
 events to every app in its own form, bad input of each kind, the limits (connections, TCP
 streams, handshake deadline, requests in flight, frame size), misbehaving peers (garbage
 instead of HTTP, a silent socket, an app that never reads, an app leaving mid-send), and
-messages waiting durably in the client while no app is connected.
+messages waiting durably in the client while no app is connected, and until an app
+acknowledges them.
 
 (The same protocol in JSON, through a `trimix client run` process and the JavaScript
 example, is in tests/trimix/test_client_apps.py.)
@@ -34,7 +35,7 @@ from trio_websocket import (
 from wsproto.events import AcceptConnection, Request, TextMessage
 
 from mixclient import Client, ClientConfig
-from mixclient.client_state import ClientState
+from mixclient.client_state import ClientState, StateLimits
 from mixclient.ws_protocol import MAX_REQUEST_BYTES
 from mixclient.ws_server import ClientWebSocketServer
 from trimix.testnet import TestnetPlan, TestnetProcesses, plan_testnet
@@ -127,9 +128,17 @@ async def test_every_request_in_msgpack_and_received_events_to_every_app(
         for socket, binary in ((ws, True), (watcher, False)):
             received, form = await event(socket)
             assert form is binary
-            assert received == {"type": "received", "kind": "reply", "sender": None,
+            assert received == {"type": "received", "message_id": received["message_id"],
+                                "kind": "reply", "sender": None,
                                 "conversation": received["conversation"],
                                 "data": b"\xffreply"}
+        # Either app's acknowledgement takes it out of the client, once.
+        await request(watcher, {"type": "ack", "id": "a1", "message_id": received["message_id"]},
+                      binary=False)
+        assert await event(watcher) == ({"type": "acked", "id": "a1", "known": True}, False)
+        await request(ws, {"type": "ack", "id": 6, "message_id": received["message_id"]},
+                      binary=True)
+        assert await event(ws) == ({"type": "acked", "id": 6, "known": False}, True)
 
         await peer.send_anonymous(app.address, b"question", reply_surbs=1)
         received, _ = await event(ws)
@@ -302,17 +311,66 @@ async def test_an_app_leaving_mid_send_and_messages_waiting_while_no_app_is_conn
             assert await in_inbox(app_config, count=1)
             await trio.sleep(1.0)
             assert await in_inbox(app_config, count=1, timeout=0)
-            # ...until an app connects.
+            # ...until an app connects; and there until an app acknowledges it. An app that
+            # goes without acknowledging gets it again when it comes back.
             async with open_websocket_url(url) as ws:
                 received, _ = await event(ws)
                 assert (received["data"], received["sender"]) == (b"first", peer.address)
+            assert await in_inbox(app_config, count=1, timeout=0)
+            async with open_websocket_url(url) as ws:
+                again, _ = await event(ws)
+                assert again == received
+                await request(ws, {"type": "ack", "id": 1, "message_id": again["message_id"]},
+                              binary=False)
+                assert (await event(ws))[0] == {"type": "acked", "id": 1, "known": True}
                 assert await in_inbox(app_config, count=0)
             # The last app has gone again; this one waits through the server's end.
             await peer.send(app.address, b"second")
             assert await in_inbox(app_config, count=1)
-        async with aclosing(app.messages()) as app_inbox:
+        # The library alike: without auto_ack a message is handed out again by the next
+        # messages() until acknowledged; by default it is handed out once.
+        async with aclosing(app.messages(auto_ack=False)) as app_inbox:
             with trio.fail_after(10):
-                assert (await anext(app_inbox)).data == b"second"
+                second = await anext(app_inbox)
+            assert second.data == b"second" and len(second.message_id) == 32
+        async with aclosing(app.messages(auto_ack=False)) as app_inbox:
+            with trio.fail_after(10):
+                again = await anext(app_inbox)
+            assert (again.data, again.message_id) == (b"second", second.message_id)
+            assert await again.ack() is True
+            assert await again.ack() is False
+        with pytest.raises(ValueError, match="hex digits"):
+            await app.ack("not an id")
+        await peer.send(app.address, b"third")
+        async with aclosing(app.messages()) as app_inbox:
+            with trio.fail_after(60):
+                third = await anext(app_inbox)
+            assert third.data == b"third"
+            assert await third.ack() is False  # auto_ack: gone already
+
+
+async def test_a_full_inbox_loses_nothing_and_takes_more_as_messages_are_acknowledged(
+    apps_testnet: tuple[TestnetPlan, TestnetProcesses],
+) -> None:
+    plan, _ = apps_testnet
+    one = StateLimits(max_inbox_messages=1)
+    async with (
+        Client(config_of(plan, "full-app", 0), state_limits=one) as app,
+        Client(config_of(plan, "full-peer", 1)) as peer,
+    ):
+        sent = [f"message {n}".encode() for n in range(3)]
+        for data in sent:  # acknowledged by app's gateway: stored there
+            await peer.send(app.address, data)
+        received = []
+        async with aclosing(app.messages(auto_ack=False)) as inbox:
+            with trio.fail_after(120):
+                while len(received) < len(sent):
+                    message = await anext(inbox)
+                    received.append(message.data)
+                    # The inbox holds one: the others are whole and kept, waiting for room.
+                    await trio.sleep(1.0)
+                    assert await message.ack() is True
+        assert sorted(received) == sorted(sent)
 
 
 async def in_inbox(config: ClientConfig, *, count: int, timeout: float = 60) -> bool:

@@ -117,6 +117,8 @@ async def test_websocket_api_answers_every_request_type(
             received = await event(ws)
             assert received["type"] == "received" and received["kind"] == "reply"
             assert received["data"] == b"answer" and received["sender"] is None
+            await request(ws, {"type": "ack", "id": "k", "message_id": received["message_id"]})
+            assert await event(ws) == {"type": "acked", "id": "k", "known": True}
 
             # Bob writes anonymously; the app answers with a reply request.
             await bob.send_anonymous(app_address, b"question", reply_surbs=1)
@@ -126,6 +128,9 @@ async def test_websocket_api_answers_every_request_type(
                                "data": b64(b"reply!")})
             assert await event(ws) == {"type": "sent", "id": "r"}
             assert (await anext(inbox)).data == b"reply!"
+            await request(ws, {"type": "ack", "id": "q", "message_id": received["message_id"]},
+                          binary=True)
+            assert await event(ws) == {"type": "acked", "id": "q", "known": True}
 
 
 async def test_websocket_bad_input_gets_an_error_and_the_connection_stays_up(
@@ -177,6 +182,17 @@ async def test_the_javascript_example_sends_through_the_daemon(
         with trio.fail_after(30):
             got = await anext(inbox)
         assert got.data == b"hello from js"
+        # The other way: it prints what it receives, acknowledges it, and stops once the
+        # daemon has confirmed.
+        await got.reply(b"hello js")
+        result = await trio.to_thread.run_sync(
+            lambda: subprocess.run(
+                ["node", *flags, str(REPO / "examples" / "ws-client.mjs"), url, "--receive", "1"],
+                capture_output=True, text=True, timeout=90,
+            )
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"received direct from {bob.address}: hello js" in result.stdout
 
 
 async def test_send_and_receive_commands(apps_testnet: tuple[TestnetPlan, TestnetProcesses]) -> None:
