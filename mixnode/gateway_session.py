@@ -31,7 +31,7 @@ from mixnode.gateway_protocol import (
     encode_reply,
 )
 from mixnode.link import Frame, FrameKind
-from mixnode.mailbox import MailboxError, MailboxStore
+from mixnode.mailbox import MailboxError, MailboxStore, StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +89,9 @@ async def serve_client(
             await _reply(link, [Error(ErrorCode.NOT_REGISTERED)])
         elif isinstance(request, Fetch):
             if request.acks:
-                await trio.to_thread.run_sync(
-                    partial(mailboxes.ack, owner, list(request.acks), now=now())
-                )
                 count("ack")
             stored = await trio.to_thread.run_sync(
-                partial(mailboxes.fetch, owner, limit=request.count, now=now())
+                partial(_ack_then_fetch, mailboxes, owner, request, now())
             )
             replies: list[Message | Empty] = [Message(m.message_id, m.payload) for m in stored]
             replies.extend(Empty() for _ in range(request.count - len(replies)))
@@ -105,6 +102,16 @@ async def serve_client(
                 partial(mailboxes.ack, owner, list(request.message_ids), now=now())
             )
             count("ack")
+
+
+def _ack_then_fetch(
+    mailboxes: MailboxStore, owner: bytes, request: Fetch, now: float
+) -> list[StoredMessage]:
+    """A FETCH in one trip to a worker thread: the acknowledged messages deleted, then the
+    next ones read."""
+    if request.acks:
+        mailboxes.ack(owner, list(request.acks), now=now)
+    return mailboxes.fetch(owner, limit=request.count, now=now)
 
 
 async def _reply(link: ClientLink, replies: list[Registered | Message | Empty | Error]) -> None:

@@ -178,6 +178,20 @@ def test_expiry_of_unused_mailboxes(store: MailboxStore) -> None:
     assert store.register(ALICE, now=300.0) != alice  # a fresh mailbox, a fresh address
 
 
+def test_polls_write_the_last_use_once_per_thousandth_of_the_expiry(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:  # expire_after = 100 s: a write per 0.1 s at most
+        store.register(ALICE, now=0.0)
+        store.fetch(ALICE, limit=1, now=50.0)
+        wal = next(tmp_path.glob("*-wal"))
+        size = wal.stat().st_size
+        for step in range(100):  # polls within the same 0.1 s: nothing to write or sync
+            store.fetch(ALICE, limit=1, now=50.0 + step / 1000)
+            store.ack(ALICE, [], now=50.0 + step / 1000)
+        assert wal.stat().st_size == size
+        assert store.expire(now=149.99) == 0
+        assert store.expire(now=150.0) == 1  # the use at 50.099 s was not written
+
+
 def test_time_never_runs_backwards_for_last_use(store: MailboxStore) -> None:
     store.register(ALICE, now=50.0)
     store.register(ALICE, now=10.0)
