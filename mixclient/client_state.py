@@ -420,15 +420,11 @@ class ClientState(SqliteStore):
         """Every fragment kept, message by message, for a restarted client to reassemble
         (or those of one message)."""
         with self._locked() as db:
-            if message_id is None:
-                rows = db.execute(
-                    "SELECT frame FROM inbound ORDER BY message_id, fragment_index"
-                ).fetchall()
-            else:
-                rows = db.execute(
-                    "SELECT frame FROM inbound WHERE message_id = ? ORDER BY fragment_index",
-                    (message_id,),
-                ).fetchall()
+            rows = db.execute(
+                "SELECT frame FROM inbound WHERE ?1 IS NULL OR message_id = ?1"
+                " ORDER BY message_id, fragment_index",
+                (message_id,),
+            ).fetchall()
         return [bytes(row[0]) for row in rows]
 
     def complete_inbound(self, message_id: bytes, envelope: bytes | None) -> bool:
@@ -460,16 +456,10 @@ class ClientState(SqliteStore):
         after that one: (seq, message id, envelope). A message queued once `after` itself
         has left the inbox may reuse its seq, so the id tells them apart."""
         with self._locked() as db:
-            if after is None:
-                rows = db.execute(
-                    "SELECT seq, message_id, envelope FROM inbox ORDER BY seq LIMIT 1"
-                ).fetchall()
-            else:
-                rows = db.execute(
-                    "SELECT seq, message_id, envelope FROM inbox WHERE seq >= ? "
-                    "ORDER BY seq LIMIT 2",
-                    (after.seq,),
-                ).fetchall()
+            rows = db.execute(
+                "SELECT seq, message_id, envelope FROM inbox WHERE seq >= ? ORDER BY seq LIMIT 2",
+                (-1 if after is None else after.seq,),
+            ).fetchall()
         for seq, message_id, envelope in rows:
             if after is None or seq > after.seq or bytes(message_id) != after.message_id:
                 return InboxEntry(seq, bytes(message_id), bytes(envelope))
