@@ -45,8 +45,9 @@ import os
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Self
 
 import httpx
@@ -111,6 +112,8 @@ MAX_REPLY_SURBS = 100
 """The most reply SURBs one anonymous message may carry (556 bytes each by default)."""
 LOOP_MARGIN = 5.0
 """Seconds a loop may take beyond the delays drawn for it before it counts as lost."""
+MAX_POLLS_IN_FLIGHT = 8
+"""FETCHes sent whose answers have not been read yet, at most (then the schedule waits)."""
 _LINK_ERRORS = (
     GatewayError,
     GatewayUnavailableError,
@@ -671,16 +674,49 @@ class Client:
                 await gateway.aclose()
 
     async def _poll_forever(self, gateway: GatewayClient | None) -> None:
+        """Poll on the fixed schedule with FETCHes pipelined: each is sent when its time
+        comes, whether or not the answers to earlier ones have been read (up to
+        `MAX_POLLS_IN_FLIGHT`), so a slow gateway or a slow answer neither thins the polls
+        nor shifts them on the link. Raises what ends the link."""
         assert gateway is not None
+        failures: list[BaseException] = []
+        sent, outstanding = trio.open_memory_channel[float](MAX_POLLS_IN_FLIGHT)
+
+        async def guarded(run: Callable[[], Awaitable[None]]) -> None:
+            try:
+                await run()
+            except _LINK_ERRORS as error:
+                failures.append(error)
+                nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(guarded, partial(self._send_polls, gateway, sent))
+            nursery.start_soon(guarded, partial(self._read_polls, gateway, outstanding))
+        if failures:
+            raise failures[0]
+
+    async def _send_polls(
+        self, gateway: GatewayClient, sent: trio.MemorySendChannel[float]
+    ) -> None:
         next_poll = trio.current_time()
         while True:
             acks = self._acks_to_send[:MAX_ACK]
-            fetched = await gateway.fetch(self.config.fetch_count, ack=acks)
             del self._acks_to_send[: len(acks)]
-            self._counts["polls"] += 1
-            self._acks_to_send.extend(await self._take(fetched))
+            await sent.send(trio.current_time())  # waits while too many are in flight
+            await gateway.send_fetch(self.config.fetch_count, ack=acks)
             next_poll = max(next_poll + self._poll_interval, trio.current_time())
             await trio.sleep_until(next_poll)
+
+    async def _read_polls(
+        self, gateway: GatewayClient, outstanding: trio.MemoryReceiveChannel[float]
+    ) -> None:
+        async for sent_at in outstanding:
+            # An answer is due within the link timeout of its FETCH, or of the moment this
+            # reader came to it (it may have been busy storing the previous answer).
+            deadline = max(sent_at, trio.current_time()) + gateway.timeout
+            fetched = await gateway.receive_fetch(self.config.fetch_count, deadline=deadline)
+            self._counts["polls"] += 1
+            self._acks_to_send.extend(await self._take(fetched))
 
     # --- what arrives ----------------------------------------------------------------------
 

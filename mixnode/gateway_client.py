@@ -89,17 +89,31 @@ class GatewayClient:
         messages among them (the rest are fillers). One frame up, `count` frames down."""
         async with self._lock:
             replies = await self._exchange(Fetch(count, tuple(ack)), count)
-        messages = []
-        for reply in replies:
-            if isinstance(reply, Message):
-                try:
-                    stored = Delivery.from_bytes(reply.stored)
-                except ControlError as error:
-                    raise GatewayError(f"malformed stored message: {error}") from None
-                messages.append(FetchedMessage(reply.message_id, stored))
-            elif not isinstance(reply, Empty):
-                raise GatewayError(_refusal(reply))
-        return messages
+        return _messages(replies)
+
+    async def send_fetch(self, count: int, *, ack: Sequence[bytes] = ()) -> None:
+        """The first half of a pipelined `fetch`: the FETCH frame only. Its answer is read
+        by `receive_fetch`, in order, by one reader, and nothing else may be asked on this
+        link meanwhile (the gateway leases what it hands out, so FETCHes in flight do not
+        fetch the same message twice)."""
+        request = Frame(FrameKind.CONTROL, encode_request(Fetch(count, tuple(ack))))
+        try:
+            with trio.fail_after(self.timeout):
+                await self.connection.send(request)
+        except trio.TooSlowError:
+            raise GatewayError("the gateway did not take a request in time") from None
+
+    async def receive_fetch(self, count: int, *, deadline: float) -> list[FetchedMessage]:
+        """The second half: the answer to the oldest FETCH not yet answered, by `deadline`
+        (`trio.current_time()` based: the FETCH's sending time plus a timeout)."""
+        try:
+            with trio.fail_at(deadline):
+                replies = await self._replies(count)
+        except trio.TooSlowError:
+            raise GatewayError("the gateway did not answer in time") from None
+        except ControlError as error:
+            raise GatewayError(f"malformed answer from the gateway: {error}") from None
+        return _messages(replies)
 
     async def ack(self, message_ids: list[bytes]) -> None:
         for start in range(0, len(message_ids), 64):
@@ -110,23 +124,42 @@ class GatewayClient:
     async def _exchange(
         self, request: Register | Fetch, replies: int
     ) -> list[Registered | Message | Empty | Error]:
-        answers: list[Registered | Message | Empty | Error] = []
         try:
             with trio.fail_after(self.timeout):
                 await self.connection.send(Frame(FrameKind.CONTROL, encode_request(request)))
-                while len(answers) < replies:
-                    frame = await self.connection.receive()
-                    if frame.kind is not FrameKind.CONTROL:
-                        continue
-                    answer = decode_reply(frame.body)
-                    answers.append(answer)
-                    if isinstance(answer, Error):
-                        break
+                return await self._replies(replies)
         except trio.TooSlowError:
             raise GatewayError("the gateway did not answer in time") from None
         except ControlError as error:
             raise GatewayError(f"malformed answer from the gateway: {error}") from None
+
+    async def _replies(self, replies: int) -> list[Registered | Message | Empty | Error]:
+        """The next `replies` control frames, or fewer up to an error."""
+        answers: list[Registered | Message | Empty | Error] = []
+        while len(answers) < replies:
+            frame = await self.connection.receive()
+            if frame.kind is not FrameKind.CONTROL:
+                continue
+            answer = decode_reply(frame.body)
+            answers.append(answer)
+            if isinstance(answer, Error):
+                break
         return answers
+
+
+def _messages(replies: list[Registered | Message | Empty | Error]) -> list[FetchedMessage]:
+    """The messages of a FETCH's answer (fillers dropped); `GatewayError` for a refusal."""
+    messages = []
+    for reply in replies:
+        if isinstance(reply, Message):
+            try:
+                stored = Delivery.from_bytes(reply.stored)
+            except ControlError as error:
+                raise GatewayError(f"malformed stored message: {error}") from None
+            messages.append(FetchedMessage(reply.message_id, stored))
+        elif not isinstance(reply, Empty):
+            raise GatewayError(_refusal(reply))
+    return messages
 
 
 def _refusal(reply: object) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,10 +188,16 @@ class MailboxStore(SqliteStore):
         return None if row is None else bytes(row[0])
 
     def fetch(
-        self, owner_key: bytes, *, limit: int, now: float | None = None
+        self,
+        owner_key: bytes,
+        *,
+        limit: int,
+        now: float | None = None,
+        exclude: Collection[bytes] = (),
     ) -> list[StoredMessage]:
-        """Up to `limit` of the owner's messages, oldest first ([] if it has no mailbox).
-        With `now`, the mailbox is marked used."""
+        """Up to `limit` of the owner's messages, oldest first ([] if it has no mailbox),
+        leaving out those whose ids are in `exclude`. With `now`, the mailbox is marked
+        used."""
         _check_size(owner_key, OWNER_KEY_SIZE, "an owner key")
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise InvalidMailboxRequestError("a fetch limit is a positive integer")
@@ -202,9 +208,14 @@ class MailboxStore(SqliteStore):
                 "SELECT m.message_id, m.payload FROM mailboxes AS b"
                 " JOIN messages AS m ON m.mailbox_id = b.mailbox_id"
                 " WHERE b.owner_key = ? ORDER BY m.seq LIMIT ?",
-                (owner_key, limit),
+                (owner_key, limit + len(exclude)),
             ).fetchall()
-        return [StoredMessage(bytes(message_id), bytes(payload)) for message_id, payload in rows]
+        wanted = [
+            StoredMessage(bytes(message_id), bytes(payload))
+            for message_id, payload in rows
+            if bytes(message_id) not in exclude
+        ]
+        return wanted[:limit]
 
     def ack(
         self, owner_key: bytes, message_ids: Iterable[bytes], *, now: float | None = None
