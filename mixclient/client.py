@@ -18,9 +18,10 @@ What runs while the client is open (one nursery, four tasks):
   Nothing else puts a packet on the link.
 - link: connects to the gateway (the second address of its descriptor, its Noise key from
   the consensus), registers, then polls the mailbox on a fixed schedule: one FETCH frame up
-  (carrying the acknowledgements of the previous poll's messages) and `fetch_count` frames
-  down, every `poll_interval`, whatever arrived. A lost link is reopened with jittered
-  backoff; the streams go on meanwhile (real packets whose slot came while the link was down
+  (carrying the acknowledgements of the messages read since) and `fetch_count` frames down,
+  every `poll_interval`, whatever arrived; FETCHes are pipelined (sent on time, answers read
+  in order by another task, up to `MAX_POLLS_IN_FLIGHT` unanswered). A lost link is reopened
+  with jittered backoff; the streams go on meanwhile (real packets whose slot came while the link was down
   wait for the next slot).
 - timers: retransmissions (`reliability.AckTracker`) and loops that did not come back.
 
