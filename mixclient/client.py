@@ -21,8 +21,8 @@ What runs while the client is open (one nursery, four tasks):
   (carrying the acknowledgements of the messages read since) and `fetch_count` frames down,
   every `poll_interval`, whatever arrived; FETCHes are pipelined (sent on time, answers read
   in order by another task, up to `MAX_POLLS_IN_FLIGHT` unanswered). A lost link is reopened
-  with jittered backoff; the streams go on meanwhile (real packets whose slot came while the link was down
-  wait for the next slot).
+  with jittered backoff; the streams go on meanwhile (real packets whose slot came while the
+  link was down wait for the next slot).
 - timers: retransmissions (`reliability.AckTracker`) and loops that did not come back.
 
 What arrives: SURB-ACKs (SURB replies on the ids of this client's SURB-ACKs, verified with
