@@ -140,7 +140,8 @@ class Leases:
     def release(self, message_ids: Sequence[bytes], now: float) -> None:
         for message_id in message_ids:
             self._until.pop(message_id, None)
-        for message_id, until in list(self._until.items()):
+        while self._until:
+            message_id, until = next(iter(self._until.items()))
             if until > now:
                 break
             del self._until[message_id]

@@ -204,18 +204,28 @@ class MailboxStore(SqliteStore):
         with self._locked() as db:
             if now is not None:
                 self._mark_used(db, owner_key, now)
-            rows = db.execute(
-                "SELECT m.message_id, m.payload FROM mailboxes AS b"
-                " JOIN messages AS m ON m.mailbox_id = b.mailbox_id"
-                " WHERE b.owner_key = ? ORDER BY m.seq LIMIT ?",
-                (owner_key, limit + len(exclude)),
-            ).fetchall()
-        wanted = [
-            StoredMessage(bytes(message_id), bytes(payload))
-            for message_id, payload in rows
-            if bytes(message_id) not in exclude
-        ]
-        return wanted[:limit]
+            if not exclude:
+                rows = db.execute(
+                    "SELECT m.message_id, m.payload FROM mailboxes AS b"
+                    " JOIN messages AS m ON m.mailbox_id = b.mailbox_id"
+                    " WHERE b.owner_key = ? ORDER BY m.seq LIMIT ?",
+                    (owner_key, limit),
+                ).fetchall()
+            else:  # the ids first (no payloads), then the payloads of those not left out
+                candidates = db.execute(
+                    "SELECT m.seq, m.message_id FROM mailboxes AS b"
+                    " JOIN messages AS m ON m.mailbox_id = b.mailbox_id"
+                    " WHERE b.owner_key = ? ORDER BY m.seq LIMIT ?",
+                    (owner_key, limit + len(exclude)),
+                ).fetchall()
+                chosen = [seq for seq, message_id in candidates if bytes(message_id) not in exclude]
+                rows = [
+                    db.execute(
+                        "SELECT message_id, payload FROM messages WHERE seq = ?", (seq,)
+                    ).fetchone()
+                    for seq in chosen[:limit]
+                ]
+        return [StoredMessage(bytes(message_id), bytes(payload)) for message_id, payload in rows]
 
     def ack(
         self, owner_key: bytes, message_ids: Iterable[bytes], *, now: float | None = None
