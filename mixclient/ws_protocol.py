@@ -20,11 +20,11 @@ Events:
     {"type": "acked",        "id": ..., "known": BOOL}   false: acknowledged before
     {"type": "received", "message_id": HEX, "kind": "direct"|"anonymous"|"reply",
      "sender": ADDRESS|null, "conversation": TOKEN|null, "data": DATA}
+    {"type": "error", "id": ...|null, "code": CODE, "message": TEXT}
 
 A received message stays in the client until an app acknowledges it (`ack` with its
-`message_id`, 32 hex digits): it is handed out again after the daemon restarts, and when an app
-connects while none is, so an app that acknowledges what it has stored loses none.
-    {"type": "error", "id": ...|null, "code": CODE, "message": TEXT}
+`message_id`, 32 hex digits): it is handed out again after the daemon restarts, and when an
+app connects while none is, so an app that acknowledges what it has stored loses none.
 
 Error codes: malformed (not JSON / msgpack, or not an object), unknown_type, bad_request (a
 field missing or of the wrong type or value), too_large (a message over the size limit),
