@@ -488,7 +488,11 @@ class NodeDaemon:
                     batch.append(self._deliveries_out.receive_nowait())
                 except trio.WouldBlock:
                     break
-            acks = await trio.to_thread.run_sync(self._store_batch, batch)
+            # Shielded: a batch taken off the channel is stored even if the stop cancels
+            # this task now (`_drain` stores only what is still in the channel; a delivery
+            # handed to this task as the drain ended would otherwise be lost).
+            with trio.CancelScope(shield=True):
+                acks = await trio.to_thread.run_sync(self._store_batch, batch)
             for ack in acks:  # only now that the messages are on disk
                 self._send(SendPacket(ack.first_hop, ack.packet))
 
