@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sphinx_packets.blinding import BlindingChain
 from sphinx_packets.commands import (
     NextNodeHop,
     RoutingCommand,
@@ -88,19 +89,14 @@ def create_header(
     slot = PER_HOP_ROUTING_INFO_SIZE
     beta_size = geometry.routing_info_size
 
-    secret_key, alpha = generate_keypair(rng=rng)
-    alphas = [alpha]
+    chain = BlindingChain(*generate_keypair(rng=rng))
+    alphas: list[bytes] = []
     keys: list[PacketKeys] = []
-    blindings: list[bytes] = []
     for i, hop in enumerate(path):
         if i > 0:
-            alphas.append(x25519(blindings[i - 1], alphas[i - 1]))
-        shared = x25519(secret_key, hop.public_key)
-        for factor in blindings:
-            shared = x25519(factor, shared)
-        hop_keys = derive_packet_keys(shared)
-        keys.append(hop_keys)
-        blindings.append(blinding_factor(hop_keys.blinding_factor_seed))
+            chain.blind(blinding_factor(keys[i - 1].blinding_factor_seed))
+        alphas.append(chain.alpha())
+        keys.append(derive_packet_keys(chain.shared_secret(hop.public_key)))
 
     streams = [header_stream(k, bytes(beta_size + slot)) for k in keys]
     filler = b""
