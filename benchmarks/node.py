@@ -20,6 +20,11 @@ window_seconds                the length of the measured window
 node_cores_used[_2_workers]   CPU seconds per second of the node (workers included) in the window
 generator_and_sink_cores      the same for the load generator and the sink, which share the
                               machine's two cores with the node
+machine_speedup_2_processes   what two processes doing nothing but X25519 multiplications get
+                              done together, against one alone, measured here before the node
+                              runs (`x25519_us_1_process` / `_2_processes`: µs per
+                              multiplication in each process): the most that two crypto
+                              workers could gain on this machine, before any link work
 
 Usage: python benchmarks/node.py [--duration 60] [--warmup 5]
 The packets are built first, on both cores, before anything is timed (it takes a while).
@@ -36,6 +41,7 @@ import random
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -199,6 +205,35 @@ def _id(key: SigningKey) -> bytes:
     from directory.signatures import node_id
 
     return node_id(key.public_key)
+
+
+# --- what the machine's cores give two processes -----------------------------------------
+
+def _x25519_loop(seconds: float) -> float:
+    """µs per X25519 multiplication over `seconds` of nothing else."""
+    from nacl.bindings import crypto_scalarmult
+
+    scalar, element = os.urandom(32), crypto_scalarmult(os.urandom(32), (9).to_bytes(32, "little"))
+    done, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        for _ in range(100):
+            crypto_scalarmult(scalar, element)
+        done += 100
+    return elapsed / done * 1e6
+
+
+def machine_scaling(seconds: float = 3.0) -> dict[str, float]:
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(_x25519_loop, [0.2, 0.2])  # both workers started and warm
+        alone = pool.apply(_x25519_loop, (seconds,))
+        together = pool.map(_x25519_loop, [seconds, seconds])
+    rate_alone = 1 / alone
+    rate_together = sum(1 / each for each in together)
+    return {
+        "x25519_us_1_process": round(alone, 1),
+        "x25519_us_2_processes": round(statistics.mean(together), 1),
+        "machine_speedup_2_processes": round(rate_together / rate_alone, 2),
+    }
 
 
 # --- the generator and the sink (their own processes) ---------------------------------
@@ -430,6 +465,7 @@ def main() -> None:
         built = time.monotonic()
         build_packets(network, count, packets)
         build_seconds = time.monotonic() - built
+        scaling = machine_scaling()
         one = run_mix(network, packets, 1, args)
         two = run_mix(network, packets, 2, args)
         print(json.dumps({
@@ -450,6 +486,7 @@ def main() -> None:
             "packets_built": count,
             "build_seconds": round(build_seconds, 1),
             "cpus": os.cpu_count(),
+            **scaling,
         }))
     finally:
         shutil.rmtree(root, ignore_errors=True)
