@@ -556,7 +556,7 @@ class Client:
             return registration.gateway_id
         if wanted is not None:
             return wanted
-        gateways = self._gateways(self._consensus)
+        gateways = self._consensus.gateways
         if not gateways:
             raise GatewayUnavailableError("the consensus lists no gateway")
         return random.SystemRandom().choice(gateways)
@@ -1091,7 +1091,7 @@ class Client:
     def _drop_packet(self) -> bytes:
         """A packet through every layer to a random gateway and a mailbox nobody has."""
         geometry = self.config.geometry
-        gateways = self._gateways(self._consensus)
+        gateways = self._consensus.gateways
         frame = Frame(FrameKind.DROP, os.urandom(16), 0, 1, 0, b"")
         route = forward_route(
             self._consensus, self._gateway_id, self._rng.choice(gateways), os.urandom(32),
@@ -1201,10 +1201,6 @@ class Client:
             _client=self,
             message_id=message_id.hex(),
         )
-
-    @staticmethod
-    def _gateways(consensus: Consensus) -> list[bytes]:
-        return [d.node_id for d in consensus.descriptors if d.role is Role.GATEWAY]
 
 
 def _message_data(data: object) -> bytes:
