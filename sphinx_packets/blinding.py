@@ -56,7 +56,8 @@ def reduce_scalar(scalar: bytes) -> bytes:
 def clamped_representative(scalar: bytes) -> bytes | None:
     """A scalar s that clamping leaves unchanged and with s ≡ ±`scalar` (mod ℓ) and 8 | s,
     so that X25519(s, P) = `scalar`·P for every point P of the curve; None in the rare case
-    (about 2^-125) that no such s exists below 2^255. `scalar` is reduced modulo ℓ."""
+    (about 2^-125) that no such s exists below 2^255. `scalar` is 32 bytes little-endian,
+    reduced modulo ℓ."""
     eighth = crypto_core_ed25519_scalar_mul(scalar, _INVERSE_OF_8)
     if not 8 <= eighth[31] < 16:  # 2^251 ≤ t < 2^252
         eighth = crypto_core_ed25519_scalar_negate(eighth)
@@ -70,7 +71,7 @@ class BlindingChain:
     `shared_secret` give the values of the hop the chain has reached, and `blind` moves it
     to the next hop. Holds secrets; its repr shows none."""
 
-    __slots__ = ("_alpha", "_factors", "_scalar", "_secret_key")
+    __slots__ = ("_alpha", "_factors", "_multiplier", "_scalar", "_secret_key")
 
     def __init__(self, secret_key: bytes, alpha: bytes) -> None:
         """`secret_key` is the ephemeral x and `alpha` its public key X25519(x, G)."""
@@ -78,6 +79,7 @@ class BlindingChain:
         self._alpha = alpha
         self._factors: list[bytes] = []
         self._scalar = reduce_scalar(clamp(secret_key))
+        self._multiplier: bytes | None = None  # clamped_representative(_scalar), once blinded
 
     def __repr__(self) -> str:
         return f"BlindingChain(factors={len(self._factors)})"
@@ -86,23 +88,21 @@ class BlindingChain:
         """Move to the next hop, whose α is this one's blinded by `factor`."""
         self._factors.append(factor)
         self._scalar = crypto_core_ed25519_scalar_mul(self._scalar, reduce_scalar(clamp(factor)))
+        self._multiplier = clamped_representative(self._scalar)
 
     def alpha(self) -> bytes:
         """α of the hop the chain has reached."""
         if not self._factors:
             return self._alpha
-        scalar = clamped_representative(self._scalar)
-        if scalar is not None:
-            return x25519_public(scalar)
+        if self._multiplier is not None:
+            return x25519_public(self._multiplier)
         return self._step_by_step(self._alpha)
 
     def shared_secret(self, public_key: bytes) -> bytes:
         """The secret that the hop with `public_key` will share; `InvalidKeyError` for a
         low-order key."""
-        if self._factors:
-            scalar = clamped_representative(self._scalar)
-            if scalar is not None:
-                return x25519(scalar, public_key)
+        if self._factors and self._multiplier is not None:
+            return x25519(self._multiplier, public_key)
         return self._step_by_step(x25519(self._secret_key, public_key))
 
     def _step_by_step(self, element: bytes) -> bytes:
