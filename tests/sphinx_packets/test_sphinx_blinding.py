@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sphinx_packets import blinding
+from sphinx_packets import Geometry, blinding, create_packet, new_surb
 from sphinx_packets.blinding import ORDER, BlindingChain, clamp, clamped_representative
 from sphinx_packets.errors import InvalidKeyError
 from sphinx_packets.primitives import x25519, x25519_public
+from tests.sphinx_packets.helpers import forward_path, make_nodes, seeded_rng
 
 FIELD_PRIME = 2**255 - 19
 scalars = st.binary(min_size=32, max_size=32)
@@ -106,3 +109,19 @@ def test_the_repr_shows_no_secret() -> None:
     chain = BlindingChain(secret_key, x25519_public(secret_key))
     chain.blind(bytes([9] * 32))
     assert repr(chain) == "BlindingChain(factors=1)"
+
+
+def test_packets_and_surbs_are_the_bytes_step_by_step_blinding_made() -> None:
+    """Known answers: the SHA-256 of a packet and of a SURB built with fixed randomness, as
+    the step-by-step blinding (before 2026-11-22) built them."""
+    geometry = Geometry.default()
+    rng = seeded_rng(2026)
+    path = forward_path(make_nodes(5, rng), bytes(range(32)), [10, 20, 30, 40, 50])
+    packet = create_packet(geometry, path, bytes(geometry.user_payload_size), rng=seeded_rng(7))
+    surb, _ = new_surb(geometry, path, rng=seeded_rng(8))
+    assert hashlib.sha256(packet).hexdigest() == (
+        "fcd17b95b82d8a1addccd9a8bd93ff54c7983692b61bbde9cfafaac2d9150564"
+    )
+    assert hashlib.sha256(surb.to_bytes()).hexdigest() == (
+        "d9019a138e8e0391c788b3f286c88b1cbab29f00bdd019900e6b214fde9c885b"
+    )
