@@ -59,11 +59,8 @@ READ_SIZE = 1 << 16
 allocate (and the kernel map and unmap) a buffer that large each time, 20 µs against 2 µs
 for 64 KiB on the reference machine, paid by the worker and the main process per batch."""
 MAX_IN_FLIGHT = 128
-"""Packets handed to the workers and not yet answered, per worker, counted over all of them
-together: `submit` waits for room (so full workers slow the links down, as one process
-would); `submit_nowait` drops (counted). One pool, not a bound per worker: with a bound per
-worker, a packet for a full worker held up the link while the other worker ran dry (the main
-process spent half its time so blocked), leaving a core idle."""
+"""Packets handed to one worker and not yet answered. `submit` waits for room (so a full
+worker slows the links down, as one process would); `submit_nowait` drops (counted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +148,7 @@ class CryptoWorkers:
         self._streams: list[trio.SocketStream] = []
         self._outboxes: list[trio.MemorySendChannel[bytes]] = []
         self._arrivals: list[deque[float]] = [deque() for _ in range(count)]
-        self._room = trio.Semaphore(MAX_IN_FLIGHT * count)
+        self._room = [trio.Semaphore(MAX_IN_FLIGHT) for _ in range(count)]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the workers and serve them until cancelled; then stop them."""
@@ -174,7 +171,7 @@ class CryptoWorkers:
                     stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
                     self._streams.append(stream)
                     # Room for every packet in flight, and for epoch announcements.
-                    send, receive = trio.open_memory_channel[bytes](MAX_IN_FLIGHT * self.count + 16)
+                    send, receive = trio.open_memory_channel[bytes](MAX_IN_FLIGHT + 16)
                     self._outboxes.append(send)
                     nursery.start_soon(self._feed, stream, receive)
                     nursery.start_soon(self._read, index, stream)
@@ -217,20 +214,23 @@ class CryptoWorkers:
         """Hand `packet` to its worker, waiting while that worker has no room. With room it
         returns without a checkpoint (a checkpoint per packet cost the main process more than
         the hand-off itself); the caller yields to the scheduler on its own time."""
+        index = worker_for(packet, self.count)
+        room = self._room[index]
         try:
-            self._room.acquire_nowait()
+            room.acquire_nowait()
         except trio.WouldBlock:
-            await self._room.acquire()
-        self._enqueue(worker_for(packet, self.count), packet, arrival)
+            await room.acquire()
+        self._enqueue(index, packet, arrival)
 
     def submit_nowait(self, packet: bytes, arrival: float) -> None:
-        """Hand `packet` to its worker, or drop it (counted) if the workers have no room."""
+        """Hand `packet` to its worker, or drop it (counted) if that worker has no room."""
+        index = worker_for(packet, self.count)
         try:
-            self._room.acquire_nowait()
+            self._room[index].acquire_nowait()
         except trio.WouldBlock:
             self.on_busy()
             return
-        self._enqueue(worker_for(packet, self.count), packet, arrival)
+        self._enqueue(index, packet, arrival)
 
     def _enqueue(self, index: int, packet: bytes, arrival: float) -> None:
         self._outboxes[index].send_nowait(record(PACKET, packet))  # room was reserved
@@ -260,7 +260,7 @@ class CryptoWorkers:
                 if kind not in (OUTCOME, FORWARD) or not arrivals:
                     continue
                 arrival = arrivals.popleft()
-                self._room.release()
+                self._room[index].release()
                 outcome = decode_outcome(kind, body)
                 if isinstance(outcome, Scheduled):
                     outcome = Scheduled(arrival + outcome.deadline, outcome.action)
