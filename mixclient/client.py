@@ -594,7 +594,12 @@ class Client:
 
     async def _unpark(self) -> None:
         """The inbox has room again: complete the messages it refused, oldest first (each
-        goes back to `_parked` if the inbox is full again)."""
+        goes back to `_parked` if the inbox is full again). Shielded, as `_take` is: a
+        message taken off `_parked` is completed before anything else can happen."""
+        with trio.CancelScope(shield=True):
+            await self._unpark_shielded()
+
+    async def _unpark_shielded(self) -> None:
         async with self._inbound_lock:
             for message_id in list(self._parked):
                 self._parked.pop(message_id, None)
@@ -722,7 +727,18 @@ class Client:
     # --- what arrives ----------------------------------------------------------------------
 
     async def _take(self, fetched: list[FetchedMessage]) -> list[bytes]:
-        """Handle one poll's messages; the gateway ids that may now be deleted."""
+        """Handle one poll's messages; the gateway ids that may now be deleted.
+
+        Shielded from cancellation (the link's end cancels the poll reader): the reassembler
+        and the ACK tracker change in memory step by step with the state store, so a poll
+        left half taken could mark a message delivered, or a fragment acknowledged, that the
+        state store never recorded. The gateway's copy, handed out again, would then be
+        acknowledged as a duplicate and the message lost (or a `send` never return). What
+        runs here is local work with an end: SQLite in worker threads, HPKE, reassembly."""
+        with trio.CancelScope(shield=True):
+            return await self._take_whole(fetched)
+
+    async def _take_whole(self, fetched: list[FetchedMessage]) -> list[bytes]:
         geometry = self.config.geometry
         done: list[bytes] = []
         keep: list[tuple[bytes, Frame, bool, bytes]] = []  # (gateway id, frame, via SURB, stored)

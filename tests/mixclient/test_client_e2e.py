@@ -13,6 +13,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -287,6 +288,48 @@ async def test_exit_gateway_sigkill_loses_nothing_acknowledged(
                     await restart_node(processes, exit_gateway)
     assert killed_with < len(messages), "everything was acknowledged before the kill"
     assert Counter(digest(m.data) for m in got) == Counter(map(digest, messages))
+
+
+async def test_a_link_lost_while_a_poll_is_taken_loses_no_message(
+    testnet: tuple[TestnetPlan, TestnetProcesses],
+) -> None:
+    """The exit gateway dies while bob is still storing a fragment it fetched. Bob's link
+    task ends at once; what bob had fetched must still be taken whole (stored, reassembled,
+    queued for the app), or the copy the restarted gateway hands out again would look like
+    a duplicate of a message bob never kept, and be acknowledged away."""
+    plan, processes = testnet
+    exit_gateway = plan.gateways[1]
+    data = payload(500, 901)  # one fragment
+    async with two_clients(plan, "poll-cut") as (alice, bob):
+        # The real store, its first `add_inbound` held back until the link is gone.
+        store = bob._state
+        add_inbound = store.add_inbound
+        entered, release = threading.Event(), threading.Event()
+
+        def held(frames: list[tuple[bytes, int, bytes]]) -> None:
+            entered.set()
+            release.wait(30)
+            add_inbound(frames)
+
+        store.add_inbound = held  # type: ignore[method-assign]
+        got: list[ReceivedMessage] = []
+        try:
+            with trio.fail_after(120):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(alice.send, bob.address, data)
+                    while not entered.is_set():
+                        await trio.sleep(0.01)
+                    processes.kill(exit_gateway.name)
+                    await trio.sleep(1.0)  # bob's polls meet the dead link
+                    release.set()
+                    await restart_node(processes, exit_gateway)
+            with trio.move_on_after(30) as scope:
+                async for message in bob.messages():
+                    got.append(message)
+                    scope.deadline = min(scope.deadline, trio.current_time() + 2)  # a copy?
+        finally:
+            release.set()
+    assert [digest(m.data) for m in got] == [digest(data)], f"{len(got)} messages, not 1"
 
 
 async def test_a_killed_mix_does_not_lose_or_duplicate_messages(
