@@ -3,8 +3,11 @@
 // `node --experimental-websocket`, or install the `ws` package (`npm install ws`), which it
 // uses when there is no built-in WebSocket.
 //
-//   node examples/ws-client.mjs ws://127.0.0.1:8765/ ADDRESS "hello"   send, wait for "sent"
-//   node examples/ws-client.mjs ws://127.0.0.1:8765/ --receive 1        print 1 message
+//   node examples/ws-client.mjs "ws://127.0.0.1:8765/?token=$TOKEN" ADDRESS "hello"   send, wait for "sent"
+//   node examples/ws-client.mjs "ws://127.0.0.1:8765/?token=$TOKEN" --receive 1        print 1 message
+//
+// TOKEN is the daemon's token, from the token file it names when it starts
+// (TOKEN=$(cat client-state/ws.token)); without it the daemon refuses the connection (401).
 //
 // It prints one line per event it gets and exits 0 when done, 1 on an error event. With
 // --receive, a message is acknowledged once printed, and counts when the daemon confirms it.
@@ -67,6 +70,6 @@ socket.addEventListener("message", (event) => {
 });
 
 socket.addEventListener("error", () => {
-  console.error("could not talk to the daemon");
+  console.error("could not talk to the daemon (is it running, and is its token in the URL?)");
   process.exitCode = 1;
 });

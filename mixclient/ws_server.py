@@ -1,7 +1,10 @@
 """The client daemon's WebSocket server: a thin Trio driver (trio-websocket) between local
 apps and one open `Client`. The protocol is `mixclient.ws_protocol` (docs/CLIENT_API.md).
 
-- It listens on 127.0.0.1 by default: anyone who can connect can send as this client.
+- It listens on 127.0.0.1 by default, and serves only an app that presents the daemon's
+  token and is no web page of an origin not allowed (`mixclient.ws_access`): any local
+  process and any page in the user's browser can reach a loopback port. A refused handshake
+  gets HTTP 401 or 403 and is counted in `refused`.
 - At most `max_connections` apps at once (more are refused with HTTP 503) and at most
   `max_streams` TCP connections open, handshakes included (more wait in the listen backlog);
   a handshake must be over within `handshake_timeout`. Each app may have `max_in_flight`
@@ -51,6 +54,7 @@ from mixclient.client_errors import (
     NoReplySurbsError,
     SendFailedError,
 )
+from mixclient.ws_access import ApiToken, handshake_refusal
 from mixclient.ws_protocol import (
     MAX_REQUEST_BYTES,
     Request,
@@ -126,7 +130,9 @@ class ClientWebSocketServer:
     def __init__(
         self,
         client: Client,
+        token: ApiToken,
         *,
+        allowed_origins: frozenset[str] = frozenset(),
         max_connections: int = 16,
         max_streams: int = 32,
         max_in_flight: int = 64,
@@ -137,6 +143,10 @@ class ClientWebSocketServer:
         if not 1 <= max_connections <= max_streams or max_in_flight < 1:
             raise ValueError("need 1 <= max_connections <= max_streams and max_in_flight >= 1")
         self.client = client
+        self.token = token
+        self.allowed_origins = allowed_origins
+        self.refused = 0
+        """Handshakes refused for want of a token or for their origin."""
         self.max_connections = max_connections
         self.max_streams = max_streams
         self.max_in_flight = max_in_flight
@@ -180,6 +190,14 @@ class ClientWebSocketServer:
         # Whatever leaves this handler stops the whole server: an app gone during the
         # handshake (accept and reject send) must not.
         try:
+            refusal = handshake_refusal(
+                self.token, self.allowed_origins, request.path, request.headers
+            )
+            if refusal is not None:
+                self.refused += 1
+                log.info("an app was refused: %s", refusal.reason)
+                await request.reject(refusal.status, body=refusal.reason.encode())
+                return
             if len(self._apps) >= self.max_connections:
                 await request.reject(503, body=b"too many connections")
                 return

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgpack
 import pytest
@@ -36,6 +37,7 @@ from wsproto.events import AcceptConnection, Request, TextMessage
 
 from mixclient import Client, ClientConfig
 from mixclient.client_state import ClientState, StateLimits
+from mixclient.ws_access import ApiToken
 from mixclient.ws_protocol import MAX_REQUEST_BYTES
 from mixclient.ws_server import ClientWebSocketServer
 from trimix.testnet import TestnetPlan, TestnetProcesses, plan_testnet
@@ -51,14 +53,22 @@ def config_of(plan: TestnetPlan, name: str, gateway: int) -> ClientConfig:
 
 @asynccontextmanager
 async def serving(client: Client, **limits: Any) -> AsyncIterator[str]:
-    """The server in front of `client` on 127.0.0.1: its ws:// URL; stopped after."""
-    server = ClientWebSocketServer(client, **limits)
+    """The server in front of `client` on 127.0.0.1, with a fresh token: its ws:// URL with
+    the token in it; stopped after."""
+    token = ApiToken.generate()
+    server = ClientWebSocketServer(client, token, **limits)
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve, listeners)
-        yield f"ws://127.0.0.1:{port}/"
+        yield f"ws://127.0.0.1:{port}/?token={token.value}"
         nursery.cancel_scope.cancel()
+
+
+def port_of(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None
+    return port
 
 
 @asynccontextmanager
@@ -210,7 +220,7 @@ async def test_limits_on_connections_streams_handshakes_and_requests_in_flight(
     limits = {"max_connections": 1, "max_streams": 2, "max_in_flight": 1,
               "handshake_timeout": 2.0}
     async with app_and_peer(plan, "limits") as (app, peer), serving(app, **limits) as url:
-        port = int(url.rsplit(":", 1)[1].strip("/"))
+        port = port_of(url)
         async with open_websocket_url(url) as ws:
             # Garbage instead of an HTTP request: the socket is closed, nothing else.
             garbage = await trio.open_tcp_stream("127.0.0.1", port)
@@ -250,6 +260,57 @@ async def test_limits_on_connections_streams_handshakes_and_requests_in_flight(
             assert [a["id"] for a in answers if a["type"] == "error"] == [2]
 
 
+async def test_only_an_app_with_the_token_and_no_foreign_origin_gets_in(
+    apps_testnet: tuple[TestnetPlan, TestnetProcesses],
+) -> None:
+    """What a local process without the token, or a web page in the user's browser, gets
+    from the daemon: an HTTP refusal naming nothing, never an address or a message."""
+    plan, _ = apps_testnet
+    token = ApiToken.generate()
+    wrong = ApiToken.generate().value
+    trusted = "http://localhost:3000"
+    async with Client(config_of(plan, "guarded-app", 0)) as app:
+        server = ClientWebSocketServer(app, token, allowed_origins=frozenset({trusted}))
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        base = f"ws://127.0.0.1:{listeners[0].socket.getsockname()[1]}/"
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve, listeners)
+            refused = [
+                (base, [], 401),
+                (f"{base}?token={wrong}", [], 401),
+                (f"{base}?token={token.value}&token={wrong}", [], 401),
+                (base, [(b"Authorization", f"Bearer {wrong}".encode())], 401),
+                (base, [(b"Authorization", f"Basic {token.value}".encode())], 401),
+                # A page of another origin, even one that somehow had the token (and a
+                # DNS-rebinding page, whose origin is its own name, not the loopback's).
+                (f"{base}?token={token.value}", [(b"Origin", b"https://evil.example")], 403),
+                (f"{base}?token={token.value}", [(b"Origin", b"http://127.0.0.1:8765")], 403),
+                (base, [(b"Origin", trusted.encode())], 401),
+            ]
+            for url, headers, status in refused:
+                with pytest.raises(ConnectionRejected) as rejected:
+                    async with open_websocket_url(url, extra_headers=headers):
+                        pass
+                assert rejected.value.status_code == status, (url, headers)
+                body = rejected.value.body or b""
+                assert token.value.encode() not in body and app.address.encode() not in body
+            assert server.refused == len(refused)
+
+            admitted = [
+                (f"{base}?token={token.value}", []),
+                (base, [(b"Authorization", f"Bearer {token.value}".encode())]),
+                (f"{base}?token={token.value}", [(b"Origin", trusted.encode())]),
+            ]
+            for n, (url, headers) in enumerate(admitted):
+                async with open_websocket_url(url, extra_headers=headers) as ws:
+                    await request(ws, {"type": "self_address", "id": n}, binary=False)
+                    assert (await event(ws))[0] == {
+                        "type": "self_address", "id": n, "address": app.address
+                    }
+            assert server.refused == len(refused)
+            nursery.cancel_scope.cancel()
+
+
 async def test_an_app_that_never_reads_is_dropped_and_holds_up_no_other(
     apps_testnet: tuple[TestnetPlan, TestnetProcesses],
 ) -> None:
@@ -258,8 +319,7 @@ async def test_an_app_that_never_reads_is_dropped_and_holds_up_no_other(
         Client(config_of(plan, "stuck-app", 0)) as app,
         serving(app, send_timeout=1.0, handshake_timeout=2.0) as url,
     ):
-        port = int(url.rsplit(":", 1)[1].strip("/"))
-        stuck = await websocket_by_hand(port)  # sends requests, never reads an answer
+        stuck = await websocket_by_hand(url)  # sends requests, never reads an answer
         sent_frames = 0
         broken = trio.Event()
 
@@ -404,12 +464,14 @@ class _HandMadeWebSocket:
         self.connection = connection
 
 
-async def websocket_by_hand(port: int) -> _HandMadeWebSocket:
+async def websocket_by_hand(url: str) -> _HandMadeWebSocket:
     """A WebSocket opened with wsproto over a raw socket, so that the test decides when (never)
     it reads."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    parts = urlsplit(url)
+    stream = await trio.open_tcp_stream("127.0.0.1", port_of(url))
     connection = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
-    await stream.send_all(connection.send(Request(host=f"127.0.0.1:{port}", target="/")))
+    target = f"{parts.path}?{parts.query}"
+    await stream.send_all(connection.send(Request(host=parts.netloc, target=target)))
     with trio.fail_after(10):
         while True:
             connection.receive_data(await stream.receive_some(65536))
@@ -431,3 +493,27 @@ def test_client_run_reports_a_port_in_use_in_one_line(tmp_path: Path) -> None:
         )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "cannot serve" in result.stderr and "in use" in result.stderr
+
+
+def test_client_run_refuses_a_token_file_others_may_read_and_a_malformed_origin(
+    tmp_path: Path,
+) -> None:
+    """Checked before anything starts (no network needed); the token is in no message."""
+    config = plan_testnet(tmp_path / "net", epoch_seconds=10.0).client_config("loose")
+    state_dir = ClientConfig.from_toml(config).state_dir
+    state_dir.mkdir(mode=0o700, parents=True)
+    token = ApiToken.generate().value
+    (state_dir / "ws.token").write_text(token)
+    (state_dir / "ws.token").chmod(0o644)
+    command = [sys.executable, "-m", "trimix", "client", "run", "--config", str(config),
+               "--listen", "127.0.0.1:0"]
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60,
+                            cwd=REPO)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "chmod 600" in result.stderr and token not in result.stderr + result.stdout
+
+    (state_dir / "ws.token").chmod(0o600)
+    result = subprocess.run([*command, "--allow-origin", "https://app.example/"], check=False,
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "scheme://host[:port]" in result.stderr

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -19,7 +20,7 @@ from typing import Any
 import msgpack
 import pytest
 import trio
-from trio_websocket import WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionRejected, WebSocketConnection, open_websocket_url
 
 from mixclient import Client, ClientConfig
 from trimix.demo import demo_run
@@ -42,15 +43,18 @@ def daemon(apps_testnet: tuple[TestnetPlan, TestnetProcesses]) -> Iterator[tuple
     )
     try:
         assert process.stdout is not None
-        address = url = ""
-        for _ in range(2):
+        address = url = token_file = ""
+        for _ in range(3):
             line = process.stdout.readline()
             if line.startswith("address"):
                 address = line.split()[1]
             elif line.startswith("websocket"):
                 url = line.split()[1]
-        assert address and url, "the daemon did not start"
-        yield url, address
+            elif line.startswith("token"):
+                token_file = line.split(maxsplit=1)[1].strip()
+        assert address and url and token_file, "the daemon did not start"
+        assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+        yield f"{url}?token={Path(token_file).read_text().strip()}", address
         assert process.poll() is None, "the daemon died"
     finally:
         process.terminate()
@@ -92,6 +96,15 @@ async def test_websocket_api_answers_every_request_type(
 ) -> None:
     plan, _ = apps_testnet
     url, app_address = daemon
+    # Without the daemon's token, or from a web page, nothing: an HTTP refusal.
+    for refused_url, headers, status in [
+        (url.split("?", 1)[0], [], 401),
+        (url, [(b"Origin", b"https://evil.example")], 403),
+    ]:
+        with pytest.raises(ConnectionRejected) as rejected:
+            async with open_websocket_url(refused_url, extra_headers=headers):
+                pass
+        assert rejected.value.status_code == status
     async with peer(plan, "ws-peer") as bob, aclosing(bob.messages()) as inbox:
         async with open_websocket_url(url) as ws:
             await request(ws, {"type": "self_address", "id": 1})
