@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -58,6 +59,22 @@ PHASE_MARGIN = 0.005
 """Seconds before a phase deadline at which its requests give up."""
 HEADER_SECONDS = 5.0
 """How long a connection may take to send a request's head (hypercorn's idle timeout)."""
+
+
+@contextmanager
+def timed_out_if_cut_short(counters: Counters, outcome: str) -> Iterator[None]:
+    """Count `outcome` when the deadline around a request (its phase's) cancels it. A
+    request's own timeout ends PHASE_MARGIN before that deadline and is counted where it is
+    caught; but a task that wakes later than that (a busy machine) meets the phase's deadline
+    first, and the peer that did not answer in time would go uncounted. A cancellation
+    before the deadline (the daemon stopping) counts nothing."""
+    deadline = trio.current_effective_deadline()
+    try:
+        yield
+    except trio.Cancelled:
+        if trio.current_time() >= deadline - PHASE_MARGIN:
+            counters.increment(outcome)
+        raise
 
 
 class AuthorityDaemon:
@@ -378,7 +395,8 @@ class AuthorityDaemon:
     ) -> HttpReply | None:
         """A 200 answer to a GET, or None (counted as `pull.<kind>.<outcome>`)."""
         try:
-            reply = await self._request(client, "GET", peer, path, max_body)
+            with timed_out_if_cut_short(self.counters, f"pull.{kind}.timed_out"):
+                reply = await self._request(client, "GET", peer, path, max_body)
         except PeerError as error:
             self.counters.increment(f"pull.{kind}.{error.outcome}")
             return None
@@ -396,7 +414,8 @@ class AuthorityDaemon:
         peer: AuthorityEndpoint,
     ) -> None:
         try:
-            reply = await self._request(client, "POST", peer, path, MAX_ANSWER_SIZE, document)
+            with timed_out_if_cut_short(self.counters, f"push.{kind}.timed_out"):
+                reply = await self._request(client, "POST", peer, path, MAX_ANSWER_SIZE, document)
         except PeerError as error:
             self.counters.increment(f"push.{kind}.{error.outcome}")
             return

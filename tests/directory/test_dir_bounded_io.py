@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import trio
+import trio.testing
 from daemon_process import authority_toml, peak_memory_kib, start_daemon, wait_healthy
 from dir_helpers import (
     GEOMETRY,
@@ -27,8 +28,10 @@ from dir_network import (
 )
 from misbehaving import Misbehaving
 
+from directory.authority import PHASE_MARGIN, timed_out_if_cut_short
 from directory.canonical import pack
 from directory.consensus import decode_signed_consensus
+from directory.counters import Counters
 from directory.endpoints import AuthorityEndpoint
 from directory.fetcher import ConsensusFetcher
 from directory.signatures import SigningKey
@@ -88,6 +91,42 @@ async def test_a_slow_or_flooding_third_authority_does_not_stop_the_other_two(
                 for authority in honest:
                     await authority.stop()
                 nursery.cancel_scope.cancel()
+
+
+async def test_a_request_that_its_phase_cuts_short_is_still_counted_as_timed_out(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A request's own timeout ends PHASE_MARGIN before its phase does. A task that wakes
+    later than that (a busy machine: here the clock jumps past both deadlines at once) meets
+    the phase's deadline first; the peer is counted all the same (the flaky counter of the
+    test above). A daemon stopping mid-request counts nothing."""
+    counters = Counters()
+
+    async def wake_late() -> None:
+        await trio.sleep(0.5)
+        autojump_clock.jump(1.0)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wake_late)
+        with trio.move_on_after(1.0) as phase:
+            with timed_out_if_cut_short(counters, "push.vote.timed_out"):
+                with trio.move_on_after(1.0 - PHASE_MARGIN):  # the request's own timeout
+                    await trio.sleep(10)
+                counters.increment("the request's own timeout")
+    assert phase.cancelled_caught
+    assert counters.snapshot() == {"push.vote.timed_out": 1}
+
+    async def stop_soon(scope: trio.CancelScope) -> None:
+        await trio.sleep(0.1)
+        scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        with trio.move_on_after(1.0) as phase:
+            nursery.start_soon(stop_soon, phase)
+            with timed_out_if_cut_short(counters, "push.vote.timed_out"):
+                await trio.sleep(10)
+    assert phase.cancelled_caught
+    assert counters.snapshot() == {"push.vote.timed_out": 1}
 
 
 async def test_the_fetcher_bounds_each_request_in_time_and_size(tmp_path: Path) -> None:
