@@ -45,7 +45,7 @@ import math
 import os
 import random
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -55,6 +55,7 @@ import httpx
 import trio
 
 from directory.consensus import Consensus
+from directory.counters import Counters
 from directory.descriptor import Role
 from directory.fetcher import ConsensusFetcher
 from mixclient.address import ClientAddress
@@ -149,6 +150,16 @@ class ClientStats:
     acks_received: int
     link_reconnects: int
     polls: int
+    dropped: dict[str, int]
+    """What came into the mailbox and was dropped, by reason (only reasons seen): `undecodable`
+    (no frame of this client's format), `unopenable` (a whole message that did not decrypt
+    or parse: not sealed to this client, or tampered with), `forged_ack` (a SURB-ACK that
+    did not verify), `unmatched_reply` (on a SURB this client does not hold, or that did not
+    decrypt; late ACKs of finished messages too), `unmatched_loop` (a loop not awaited, or
+    back after it was counted lost), `duplicate` (another copy of a fragment of a message
+    already delivered: retransmissions make these), and the reassembler's refusals
+    (`conflicting_fragment`, `bad_layout`, `too_large`, `table_full`, `buffer_full`).
+    Anyone who knows the address can put things in the mailbox; they end here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +290,10 @@ class Client:
             ),
             0,
         )
+        self._dropped: Counter[str] = Counter()
+        self._reassembly_counters = Counters(
+            "trimix_client_reassembly_events", "Client reassembly by outcome."
+        )
         self._outgoing: dict[bytes, _Outgoing] = {}
         self._ack_keys: dict[bytes, tuple[SURBKeys, bytes, int]] = {}
         self._loops: OrderedDict[bytes, float] = OrderedDict()
@@ -315,7 +330,17 @@ class Client:
             acks_received=c["acks_received"],
             link_reconnects=c["link_reconnects"],
             polls=c["polls"],
+            dropped=self._dropped_by_reason(),
         )
+
+    def _dropped_by_reason(self) -> dict[str, int]:
+        dropped = Counter(self._dropped)
+        prefix = "reassembly.refused."
+        for name, count in self._reassembly_counters.snapshot().items():
+            if name.startswith(prefix) and count:
+                reason = name[len(prefix) :]
+                dropped["duplicate" if reason == "already_delivered" else reason] += count
+        return dict(sorted(dropped.items()))
 
     @property
     def outbox_size(self) -> int:
@@ -538,7 +563,7 @@ class Client:
         )
         self._poll_interval = config.poll_interval(parameters.lambda_p, parameters.lambda_l)
         self._tracker = AckTracker(config.retry, max_messages=1 << 16, max_fragments=1 << 22)
-        self._reassembler = Reassembler(config.geometry)
+        self._reassembler = Reassembler(config.geometry, counters=self._reassembly_counters)
         self._pending = trio.Semaphore(config.max_pending_messages)
         await self._restore()
         nursery.start_soon(self._emit_forever)
@@ -753,10 +778,12 @@ class Client:
                     continue
                 frame = await self._open_reply(delivery.surb_id, delivery.payload)
                 if frame is None:
-                    done.append(item.message_id)  # a late ACK of a finished message, or junk
+                    self._dropped["unmatched_reply"] += 1  # a late ACK, or junk
+                    done.append(item.message_id)
                     continue
                 if self._reassembler.is_delivered(frame.message_id):
-                    done.append(item.message_id)  # a copy of a fragment of a whole message
+                    self._dropped["duplicate"] += 1  # a copy of a fragment of a whole message
+                    done.append(item.message_id)
                     continue
                 stored = b"\x01" + encode_frame(geometry, frame)
                 keep.append((item.message_id, frame, True, stored))
@@ -764,16 +791,19 @@ class Client:
             try:
                 frame = decode_frame(geometry, delivery.payload)
             except FramingError:
+                self._dropped["undecodable"] += 1
                 done.append(item.message_id)
                 continue
             if frame.kind is FrameKind.LOOP:
                 if self._loops.pop(frame.message_id, None) is not None:
                     self._counts["loops_returned"] += 1
-            elif frame.kind is FrameKind.DATA and not self._reassembler.is_delivered(
-                frame.message_id
-            ):
-                keep.append((item.message_id, frame, False, b"\x00" + delivery.payload))
-                continue
+                else:
+                    self._dropped["unmatched_loop"] += 1
+            elif frame.kind is FrameKind.DATA:
+                if not self._reassembler.is_delivered(frame.message_id):
+                    keep.append((item.message_id, frame, False, b"\x00" + delivery.payload))
+                    continue
+                self._dropped["duplicate"] += 1
             done.append(item.message_id)
         if acks.fragments:
             await self._record_acks(acks)
@@ -829,6 +859,7 @@ class Client:
                 raise EnvelopeError("a reply must come on a SURB, and only a reply")
         except (E2EError, EnvelopeError):
             log.info("a received message could not be opened; dropped")
+            self._dropped["unopenable"] += 1
             opened = None
         try:
             queued = await trio.to_thread.run_sync(
@@ -862,6 +893,7 @@ class Client:
             decrypt_surb_payload(self.config.geometry, keys, surb_id, payload)
         except SphinxError:
             log.info("a forged or damaged SURB-ACK was ignored")
+            self._dropped["forged_ack"] += 1
             return
         result = self._tracker.on_ack(surb_id)
         outgoing = self._outgoing.get(message_id)
