@@ -100,6 +100,8 @@ def _read_token(path: Path) -> ApiToken:
             raise ApiAccessError("the token file is open to other users: chmod 600 it")
         text = file.read(MAX_TOKEN_FILE_BYTES + 1)
     try:
+        if len(text) > MAX_TOKEN_FILE_BYTES:
+            raise ApiAccessError("too long")
         return ApiToken(text.decode("ascii").strip())
     except (UnicodeDecodeError, ApiAccessError):
         raise ApiAccessError(

@@ -37,23 +37,17 @@ def test_a_token_file_is_made_once_for_its_owner_only_and_kept(tmp_path: Path) -
 
 
 def test_a_token_file_that_cannot_be_trusted_is_refused(tmp_path: Path) -> None:
-    loose = tmp_path / "loose"
-    loose.write_text("cd" * 32)
-    loose.chmod(0o644)
-    with pytest.raises(ApiAccessError, match="chmod 600"):
-        load_or_create_token(loose)
-
-    garbage = tmp_path / "garbage"
-    garbage.write_bytes(b"\xff" * 100)
-    garbage.chmod(0o600)
-    with pytest.raises(ApiAccessError, match="holds no token"):
-        load_or_create_token(garbage)
-
-    short = tmp_path / "short"
-    short.write_text("cd" * 8)
-    short.chmod(0o600)
-    with pytest.raises(ApiAccessError, match="holds no token"):
-        load_or_create_token(short)
+    for name, content, mode, error in [
+        ("loose", b"cd" * 32, 0o644, "chmod 600"),
+        ("garbage", b"\xff" * 100, 0o600, "holds no token"),
+        ("short", b"cd" * 8, 0o600, "holds no token"),
+        ("huge", b"cd" * 32 + b" " * 10_000, 0o600, "holds no token"),
+    ]:
+        path = tmp_path / name
+        path.write_bytes(content)
+        path.chmod(mode)
+        with pytest.raises(ApiAccessError, match=error):
+            load_or_create_token(path)
 
     # A link planted where the token goes is neither followed nor written through.
     target = tmp_path / "elsewhere"
