@@ -16,6 +16,7 @@ from directory.descriptor import NAME_PATTERN, Role
 from directory.endpoints import AuthorityEndpoint
 from directory.epoch import DEFAULT_EPOCH_LENGTH_MS, DEFAULT_ORIGIN_MS, EpochClock
 from directory.errors import DirectoryError
+from mixnode.rate_limit import PacketAllowance
 from sphinx_packets import Geometry, SphinxError
 
 SAMPLE_CONFIG = """\
@@ -57,6 +58,9 @@ max_mailboxes = 100000
 mailbox_max_messages = 10000
 mailbox_max_bytes = 33554432
 mailbox_expire_days = 30
+client_packet_rate_factor = 3.0     # gateways: a client link may send this many times the
+client_packet_rate_floor = 50.0     #   consensus's client rate (at least the floor, packets/s),
+client_packet_burst_seconds = 2.0   #   this many seconds of it at once; the rest is dropped
 shutdown_grace = 5.0                # seconds to send what is due on SIGTERM
 """
 
@@ -78,7 +82,18 @@ class Limits:
     mailbox_max_messages: int = 10_000
     mailbox_max_bytes: int = 32 * 1024 * 1024
     mailbox_expire_days: float = 30.0
+    client_packet_rate_factor: float = 3.0
+    client_packet_rate_floor: float = 50.0
+    client_packet_burst_seconds: float = 2.0
     shutdown_grace: float = 5.0
+
+    @property
+    def client_packets(self) -> PacketAllowance:
+        return PacketAllowance(
+            self.client_packet_rate_factor,
+            self.client_packet_rate_floor,
+            self.client_packet_burst_seconds,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,7 @@ from mixnode.packet_pipeline import (
     StoreMessage,
     known_nodes,
 )
+from mixnode.rate_limit import TokenBucket
 from mixnode.replay_filter import ReplayFilters
 from mixnode.scheduler import DelayScheduler, SchedulerTask
 from mixnode.surb_ack import AckPacket, ack_packet
@@ -431,10 +432,26 @@ class NodeDaemon:
 
     async def _serve_client(self, connection: LinkConnection) -> None:
         assert self.mailboxes is not None
+        budget = TokenBucket(self.config.limits.client_packets, trio.current_time())
+
+        def on_packet(packet: bytes) -> None:
+            # Past its budget (mixnode.rate_limit) a client link's packet is dropped before
+            # anything is spent on it.
+            consensus = self.consensus
+            client_rate = 0.0
+            if consensus is not None:
+                p = consensus.parameters
+                client_rate = (p.lambda_p_mhz + p.lambda_l_mhz + p.lambda_d_mhz) / 1000
+            if not budget.admit(trio.current_time(), client_rate):
+                self._received["client"].inc()
+                self.metrics.packets_dropped.labels("client_rate").inc()
+                return
+            self._on_packet(packet, "client")
+
         await serve_client(
             connection,
             self.mailboxes,
-            on_packet=lambda packet: self._on_packet(packet, "client"),
+            on_packet=on_packet,
             count=lambda outcome: self.metrics.control_requests.labels(outcome).inc(),
             now=self.now,
         )

@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from mixnode.packet_pipeline import DROP_REASONS
 
 QUEUE_DROP_REASONS = (
-    "cover_evicted", "cover_refused", "real_refused", "link_queue_full", "workers_busy", "shutdown", "not_ready"
+    "cover_evicted", "cover_refused", "real_refused", "link_queue_full", "workers_busy", "shutdown", "not_ready",
+    "client_rate"
 )
 
 

@@ -26,6 +26,7 @@ def test_sample_config_parses() -> None:
     assert config.metrics_listen == ("127.0.0.1", 9301)
     assert config.authorities[0].public_key == bytes.fromhex(KEY)
     assert config.limits.queue_capacity == 100_000
+    assert config.limits.client_packets.rate(204.0) == pytest.approx(612.0)
 
 
 def test_gateway_needs_client_listen() -> None:
@@ -48,6 +49,8 @@ def test_gateway_needs_client_listen() -> None:
         ("limits", "queue_capacity", 0, "limits.queue_capacity"),
         ("limits", "handshake_timeout", -1.0, "limits.handshake_timeout"),
         ("limits", "bogus", 1, "limits.bogus"),
+        ("limits", "client_packet_rate_factor", 0, "limits.client_packet_rate_factor"),
+        ("limits", "client_packet_burst_seconds", "2", "limits.client_packet_burst_seconds"),
         ("geometry", "hops", "5", "geometry"),
         ("epoch", "length_seconds", 0.1, "epoch"),
     ],

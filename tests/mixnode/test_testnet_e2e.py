@@ -23,6 +23,7 @@ from mixnode.gateway_protocol import MessageKind
 from mixnode.key_ring import LinkKey, read_secret_file
 from mixnode.link import Frame, FrameKind
 from mixnode.link_driver import LinkClosed, open_link
+from mixnode.node_config import Limits
 from sphinx_packets import (
     NodeDelay,
     PathHop,
@@ -229,18 +230,45 @@ async def test_misbehaving_peers_do_not_stop_forwarding(
         except LinkClosed:
             pass
 
+    flood: dict[str, float] = {}
+
+    async def flooding_client() -> None:
+        """A registered client link that sends packets as fast as the link takes them."""
+        flooder = await _client(entry, LinkKey.generate(), plan)
+        await flooder.register()
+        junk = [Frame(FrameKind.PACKET, random.randbytes(plan.geometry.packet_size))] * 100
+        started = trio.current_time()
+        with trio.move_on_after(4):
+            while True:
+                await flooder.connection.send_many(junk)
+                flood["sent"] = flood.get("sent", 0) + len(junk)
+        flood["seconds"] = trio.current_time() - started
+        await flooder.aclose()
+
+    dropped_before = await _metric(entry, "trimix_packets_dropped_total", 'reason="client_rate"')
     async with trio.open_nursery() as nursery:
         first = await nursery.start(fetcher.run)
         for node in targets:
             nursery.start_soon(garbage, node)
             nursery.start_soon(half_open, node)
             nursery.start_soon(stranger, node)
+        nursery.start_soon(flooding_client)
         report = await smoke_run(
             lambda: fetcher.current or first, plan.geometry, entry, exit_,
             packets=60, rate=10.0, rng=random.Random(6), settle=30.0,
         )
         nursery.cancel_scope.cancel()
     assert report.delivered == report.sent
+    # The flooding link got its burst and its rate (50/s here: the floor), no more; the
+    # smoke's own link, beside it at the same gateway, lost nothing.
+    limits = Limits()
+    rate = limits.client_packet_rate_floor
+    allowed = rate * (limits.client_packet_burst_seconds + flood["seconds"])
+    dropped = await _wait_metric(
+        entry, "trimix_packets_dropped_total", 'reason="client_rate"',
+        dropped_before + flood["sent"] - allowed - rate,  # what it sent until the link closed
+    )
+    assert flood["sent"] > 2 * allowed and dropped - dropped_before <= flood["sent"]
     for node in targets:
         refused = await _metric(node, "trimix_link_events_total", "handshake_")
         unauthorized = await _metric(node, "trimix_link_events_total", "refused_unauthorized")

@@ -1,0 +1,70 @@
+"""A client link's packet budget at its gateway (`mixnode.rate_limit`), without sockets: what
+a flooding link gets through, and that a real client's Poisson stream never meets it."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mixnode.rate_limit import PacketAllowance, TokenBucket
+
+ALLOWANCE = PacketAllowance(factor=3.0, floor=50.0, burst_seconds=2.0)
+
+
+def test_the_rate_is_a_multiple_of_the_client_rate_with_a_floor() -> None:
+    assert ALLOWANCE.rate(3.0) == 50.0
+    assert ALLOWANCE.rate(204.0) == pytest.approx(612.0)
+    for bad in [{"factor": 0}, {"floor": -1.0}, {"burst_seconds": float("nan")},
+                {"factor": True}, {"floor": "50"}]:
+        with pytest.raises(ValueError):
+            PacketAllowance(**bad)  # type: ignore[arg-type]
+
+
+def test_a_flood_gets_the_burst_then_the_rate() -> None:
+    bucket = TokenBucket(ALLOWANCE, now=100.0)
+    assert sum(bucket.admit(100.0, 3.0) for _ in range(1000)) == 100  # 2 s of 50/s
+    # Then 50 a second, however hard it pushes: 1,000 tries every 10 ms for 10 s.
+    admitted = sum(
+        bucket.admit(100.0 + step / 100, 3.0) for step in range(1, 1001) for _ in range(10)
+    )
+    assert admitted == 500
+
+
+@given(
+    client_rate=st.floats(0.1, 1000.0),
+    gaps=st.lists(st.floats(0.0, 0.5), min_size=1, max_size=400),
+)
+def test_nothing_gets_more_than_the_burst_plus_the_rate(
+    client_rate: float, gaps: list[float]
+) -> None:
+    bucket = TokenBucket(ALLOWANCE, now=0.0)
+    now = 0.0
+    admitted = 0
+    for gap in gaps:
+        now += gap
+        admitted += bucket.admit(now, client_rate)
+    rate = ALLOWANCE.rate(client_rate)
+    assert admitted <= rate * ALLOWANCE.burst_seconds + rate * now + 1e-6
+
+
+@pytest.mark.parametrize("client_rate", [3.0, 24.0, 204.0])
+def test_a_clients_poisson_stream_is_never_refused(client_rate: float) -> None:
+    """Ten minutes of a client's stream at exactly the consensus's rate (seeded)."""
+    rng = random.Random(int(client_rate))
+    bucket = TokenBucket(ALLOWANCE, now=0.0)
+    now = 0.0
+    while now < 600.0:
+        now += rng.expovariate(client_rate)
+        assert bucket.admit(now, client_rate), now
+
+
+def test_a_new_consensus_changes_the_rate_and_time_going_back_adds_nothing() -> None:
+    bucket = TokenBucket(ALLOWANCE, now=0.0)
+    assert sum(bucket.admit(0.0, 3.0) for _ in range(200)) == 100
+    # A consensus with λ = 100/s: 300 a second now, and the bucket holds 600.
+    assert sum(bucket.admit(1.0, 100.0) for _ in range(1000)) == 300
+    assert sum(bucket.admit(0.5, 100.0) for _ in range(10)) == 0  # an earlier time
+    assert sum(bucket.admit(1.1, 100.0) for _ in range(100)) == 30
