@@ -40,8 +40,9 @@ from trimix.testnet import (
 )
 @click.option("--smoke", is_flag=True, help="Send packets end to end and report delivery and latency.")
 @click.option("--epoch-seconds", type=click.FloatRange(min=3), default=6.0, show_default=True)
-@click.option("--rate", type=click.FloatRange(min=0.1), default=20.0, show_default=True,
-              help="Smoke run: packets per second.")
+@click.option("--rate", type=click.FloatRange(min=0.1, max=50), default=20.0, show_default=True,
+              help="Smoke run: packets per second (at most 50, what a gateway admits from one "
+                   "client link at least).")
 @click.option("--json", "as_json", is_flag=True, help="Print the smoke report as one JSON line.")
 @click.option("--demo", is_flag=True,
               help="Two clients exchange messages of several sizes and an anonymous message "
