@@ -54,8 +54,11 @@ async def serve_client(
     on_packet: Callable[[bytes], None],
     count: Callable[[str], None],
     now: Callable[[], float],
+    fetch_wait: Callable[[int], float],
 ) -> None:
-    """Serve one client until its link closes; raises what the link raises."""
+    """Serve one client until its link closes; raises what the link raises. Before it
+    answers a FETCH of n frames it waits `fetch_wait(n)` seconds (the link's budget,
+    `mixnode.rate_limit`): a link that polls faster than any client gets slower answers."""
     owner = link.peer_static_key
     registered = await trio.to_thread.run_sync(mailboxes.mailbox_of, owner) is not None
     leases = Leases()
@@ -91,6 +94,10 @@ async def serve_client(
             count("not_registered")
             await _reply(link, [Error(ErrorCode.NOT_REGISTERED)])
         elif isinstance(request, Fetch):
+            wait = fetch_wait(request.count)
+            if wait > 0:
+                count("fetch_paced")
+                await trio.sleep(wait)
             if request.acks:
                 count("ack")
             at = now()

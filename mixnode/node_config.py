@@ -16,7 +16,7 @@ from directory.descriptor import NAME_PATTERN, Role
 from directory.endpoints import AuthorityEndpoint
 from directory.epoch import DEFAULT_EPOCH_LENGTH_MS, DEFAULT_ORIGIN_MS, EpochClock
 from directory.errors import DirectoryError
-from mixnode.rate_limit import PacketAllowance
+from mixnode.rate_limit import Allowance
 from sphinx_packets import Geometry, SphinxError
 
 SAMPLE_CONFIG = """\
@@ -58,9 +58,10 @@ max_mailboxes = 100000
 mailbox_max_messages = 10000
 mailbox_max_bytes = 33554432
 mailbox_expire_days = 30
-client_packet_rate_factor = 3.0     # gateways: a client link may send this many times the
-client_packet_rate_floor = 50.0     #   consensus's client rate (at least the floor, packets/s),
-client_packet_burst_seconds = 2.0   #   this many seconds of it at once; the rest is dropped
+client_rate_factor = 3.0            # gateways: a client link may send packets and fetch
+client_burst_seconds = 2.0          #   frames at this many times a client's rates, with this
+client_packet_rate_floor = 50.0     #   many seconds of it at once, and at least these rates
+client_fetch_rate_floor = 1000.0    #   a second; more packets are dropped, fetches wait
 shutdown_grace = 5.0                # seconds to send what is due on SIGTERM
 """
 
@@ -82,17 +83,24 @@ class Limits:
     mailbox_max_messages: int = 10_000
     mailbox_max_bytes: int = 32 * 1024 * 1024
     mailbox_expire_days: float = 30.0
-    client_packet_rate_factor: float = 3.0
+    client_rate_factor: float = 3.0
+    client_burst_seconds: float = 2.0
     client_packet_rate_floor: float = 50.0
-    client_packet_burst_seconds: float = 2.0
+    client_fetch_rate_floor: float = 1000.0
     shutdown_grace: float = 5.0
 
     @property
-    def client_packets(self) -> PacketAllowance:
-        return PacketAllowance(
-            self.client_packet_rate_factor,
-            self.client_packet_rate_floor,
-            self.client_packet_burst_seconds,
+    def client_packets(self) -> Allowance:
+        """Packets a client link may send, against λ_P + λ_L + λ_D."""
+        return Allowance(
+            self.client_rate_factor, self.client_packet_rate_floor, self.client_burst_seconds
+        )
+
+    @property
+    def client_fetches(self) -> Allowance:
+        """Mailbox frames a client link may fetch, against 2 (λ_P + λ_L)."""
+        return Allowance(
+            self.client_rate_factor, self.client_fetch_rate_floor, self.client_burst_seconds
         )
 
 

@@ -432,17 +432,24 @@ class NodeDaemon:
 
     async def _serve_client(self, connection: LinkConnection) -> None:
         assert self.mailboxes is not None
-        budget = TokenBucket(self.config.limits.client_packets, trio.current_time())
+        limits = self.config.limits
+        packets = TokenBucket(limits.client_packets, trio.current_time())
+        fetches = TokenBucket(limits.client_fetches, trio.current_time())
+
+        def rates() -> tuple[float, float]:
+            """A client's packets and polled frames a second under the consensus."""
+            if self.consensus is None:
+                return 0.0, 0.0
+            p = self.consensus.parameters
+            return (
+                (p.lambda_p_mhz + p.lambda_l_mhz + p.lambda_d_mhz) / 1000,
+                2 * (p.lambda_p_mhz + p.lambda_l_mhz) / 1000,
+            )
 
         def on_packet(packet: bytes) -> None:
             # Past its budget (mixnode.rate_limit) a client link's packet is dropped before
             # anything is spent on it.
-            consensus = self.consensus
-            client_rate = 0.0
-            if consensus is not None:
-                p = consensus.parameters
-                client_rate = (p.lambda_p_mhz + p.lambda_l_mhz + p.lambda_d_mhz) / 1000
-            if not budget.admit(trio.current_time(), client_rate):
+            if not packets.admit(trio.current_time(), rates()[0]):
                 self._received["client"].inc()
                 self.metrics.packets_dropped.labels("client_rate").inc()
                 return
@@ -454,6 +461,7 @@ class NodeDaemon:
             on_packet=on_packet,
             count=lambda outcome: self.metrics.control_requests.labels(outcome).inc(),
             now=self.now,
+            fetch_wait=lambda frames: fetches.reserve(trio.current_time(), rates()[1], frames),
         )
 
     def _on_packet(self, packet: bytes, link: str) -> None:

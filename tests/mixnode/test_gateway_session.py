@@ -23,6 +23,7 @@ from mixnode.gateway_protocol import (
 from mixnode.gateway_session import LEASE_SECONDS, Leases, serve_client
 from mixnode.link import Frame, FrameKind
 from mixnode.mailbox import MailboxLimits, MailboxStore
+from mixnode.rate_limit import Allowance, TokenBucket
 
 OWNER = bytes(range(32))
 
@@ -63,7 +64,8 @@ async def test_pipelined_fetches_hand_each_message_out_once_until_its_lease_laps
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
             lambda: serve_client(
-                link, store, on_packet=lambda _: None, count=lambda _: None, now=lambda: clock[0]
+                link, store, on_packet=lambda _: None, count=lambda _: None,
+                now=lambda: clock[0], fetch_wait=lambda _: 0.0,
             )
         )
         await link.request(Register())
@@ -86,6 +88,48 @@ async def test_pipelined_fetches_hand_each_message_out_once_until_its_lease_laps
         clock[0] += LEASE_SECONDS + 1
         await link.request(Fetch(4))
         assert ids(await link.replies(4)) == [ids(second)[1]]
+        nursery.cancel_scope.cancel()
+    store.close()
+
+
+async def test_a_link_polling_past_its_budget_is_answered_later_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """A link that asks for 800 frames at once, with a budget of 400 frames a second and a
+    burst of 100: its answers come as the budget allows (1.75 s), every frame of them. (The
+    real clock: the store's calls run in threads, which a virtual clock would jump over.)"""
+    store = MailboxStore(tmp_path / "m.sqlite", MailboxLimits(), rng=random.Random(4).randbytes)
+    budget = TokenBucket(
+        Allowance(factor=1.0, floor=400.0, burst_seconds=0.25), now=trio.current_time()
+    )
+    outcomes: list[str] = []
+    link = MemoryLink()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: serve_client(
+                link, store, on_packet=lambda _: None, count=outcomes.append,
+                now=trio.current_time,
+                fetch_wait=lambda frames: budget.reserve(trio.current_time(), 0.0, frames),
+            )
+        )
+        await link.request(Register())
+        (registered,) = await link.replies(1)
+        for n in range(3):
+            store.store(registered.mailbox_id, b"\x01" + bytes(16) + b"mail %d" % n, now=0.0)
+        started = trio.current_time()
+
+        async def flood() -> None:
+            for _ in range(50):
+                await link.request(Fetch(16))
+
+        nursery.start_soon(flood)
+        replies = []
+        for _ in range(50):
+            replies += await link.replies(16)
+        took = trio.current_time() - started
+        assert len(replies) == 800 and len(ids(replies)) == 3
+        assert (800 - 100) / 400 - 0.1 <= took <= (800 - 100) / 400 + 2.0
+        assert outcomes.count("fetch_paced") >= 40
         nursery.cancel_scope.cancel()
     store.close()
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mixnode.rate_limit import PacketAllowance, TokenBucket
+from mixnode.rate_limit import Allowance, TokenBucket
 
-ALLOWANCE = PacketAllowance(factor=3.0, floor=50.0, burst_seconds=2.0)
+ALLOWANCE = Allowance(factor=3.0, floor=50.0, burst_seconds=2.0)
 
 
 def test_the_rate_is_a_multiple_of_the_client_rate_with_a_floor() -> None:
@@ -20,7 +20,7 @@ def test_the_rate_is_a_multiple_of_the_client_rate_with_a_floor() -> None:
     for bad in [{"factor": 0}, {"floor": -1.0}, {"burst_seconds": float("nan")},
                 {"factor": True}, {"floor": "50"}]:
         with pytest.raises(ValueError):
-            PacketAllowance(**bad)  # type: ignore[arg-type]
+            Allowance(**bad)  # type: ignore[arg-type]
 
 
 def test_a_flood_gets_the_burst_then_the_rate() -> None:
@@ -68,3 +68,21 @@ def test_a_new_consensus_changes_the_rate_and_time_going_back_adds_nothing() -> 
     assert sum(bucket.admit(1.0, 100.0) for _ in range(1000)) == 300
     assert sum(bucket.admit(0.5, 100.0) for _ in range(10)) == 0  # an earlier time
     assert sum(bucket.admit(1.1, 100.0) for _ in range(100)) == 30
+
+
+def test_a_reservation_beyond_the_budget_says_how_long_to_wait() -> None:
+    """FETCHes are paced, not dropped: each takes its frames, into debt, and waits it off."""
+    bucket = TokenBucket(ALLOWANCE, now=0.0)  # 50/s, 100 at once
+    assert [bucket.reserve(0.0, 3.0, 16) for _ in range(6)] == [0.0] * 6  # 96 of 100
+    assert bucket.reserve(0.0, 3.0, 16) == pytest.approx(12 / 50)
+    assert bucket.reserve(0.0, 3.0, 16) == pytest.approx(28 / 50)
+    # Waiting pays the debt off: 1.12 s later 56 frames have come back, so 28 are there.
+    assert bucket.reserve(1.12, 3.0, 16) == 0.0
+    assert bucket.reserve(1.12, 3.0, 16) == pytest.approx(4 / 50)
+    # Over any run, the frames answered by a time never exceed the burst plus the rate.
+    bucket = TokenBucket(ALLOWANCE, now=0.0)
+    now = 0.0
+    for _ in range(1000):
+        now += 0.001
+        ready_at = now + bucket.reserve(now, 3.0, 16)
+    assert 1000 * 16 <= 100 + 50 * ready_at + 1e-6

@@ -245,6 +245,31 @@ async def test_misbehaving_peers_do_not_stop_forwarding(
         flood["seconds"] = trio.current_time() - started
         await flooder.aclose()
 
+    polled: dict[str, float] = {"frames": 0}
+
+    async def polling_client() -> None:
+        """A registered client link at the exit gateway that polls as fast as it is answered,
+        eight FETCHes of 16 frames always in flight."""
+        poller = await _client(exit_, LinkKey.generate(), plan)
+        await poller.register()
+        window = trio.Semaphore(8)
+        started = trio.current_time()
+
+        async def ask() -> None:
+            while True:
+                await window.acquire()
+                await poller.send_fetch(16)
+
+        with trio.move_on_after(4):
+            async with trio.open_nursery() as inner:
+                inner.start_soon(ask)
+                while True:
+                    await poller.receive_fetch(16, deadline=trio.current_time() + 30)
+                    window.release()
+                    polled["frames"] += 16
+        polled["seconds"] = trio.current_time() - started
+        await poller.aclose()
+
     dropped_before = await _metric(entry, "trimix_packets_dropped_total", 'reason="client_rate"')
     async with trio.open_nursery() as nursery:
         first = await nursery.start(fetcher.run)
@@ -253,6 +278,7 @@ async def test_misbehaving_peers_do_not_stop_forwarding(
             nursery.start_soon(half_open, node)
             nursery.start_soon(stranger, node)
         nursery.start_soon(flooding_client)
+        nursery.start_soon(polling_client)
         report = await smoke_run(
             lambda: fetcher.current or first, plan.geometry, entry, exit_,
             packets=60, rate=10.0, rng=random.Random(6), settle=30.0,
@@ -263,12 +289,16 @@ async def test_misbehaving_peers_do_not_stop_forwarding(
     # smoke's own link, beside it at the same gateway, lost nothing.
     limits = Limits()
     rate = limits.client_packet_rate_floor
-    allowed = rate * (limits.client_packet_burst_seconds + flood["seconds"])
+    allowed = rate * (limits.client_burst_seconds + flood["seconds"])
     dropped = await _wait_metric(
         entry, "trimix_packets_dropped_total", 'reason="client_rate"',
         dropped_before + flood["sent"] - allowed - rate,  # what it sent until the link closed
     )
     assert flood["sent"] > 2 * allowed and dropped - dropped_before <= flood["sent"]
+    # The poller got its burst and 1,000 frames a second (the floor), however fast it asked.
+    fetch_rate = limits.client_fetch_rate_floor
+    assert polled["frames"] <= fetch_rate * (limits.client_burst_seconds + polled["seconds"])
+    assert await _metric(exit_, "trimix_gateway_requests_total", 'outcome="fetch_paced"') >= 1
     for node in targets:
         refused = await _metric(node, "trimix_link_events_total", "handshake_")
         unauthorized = await _metric(node, "trimix_link_events_total", "refused_unauthorized")
