@@ -60,6 +60,8 @@ class ErrorCode(IntEnum):
     MALFORMED = 1
     NOT_REGISTERED = 2
     REGISTRY_FULL = 3
+    REGISTRATION_LIMITED = 4
+    """New mailboxes from the client's network address are past their budget: try later."""
 
 
 class MessageKind(IntEnum):

@@ -55,10 +55,13 @@ async def serve_client(
     count: Callable[[str], None],
     now: Callable[[], float],
     fetch_wait: Callable[[int], float],
+    may_register: Callable[[], bool],
 ) -> None:
     """Serve one client until its link closes; raises what the link raises. Before it
     answers a FETCH of n frames it waits `fetch_wait(n)` seconds (the link's budget,
-    `mixnode.rate_limit`): a link that polls faster than any client gets slower answers."""
+    `mixnode.rate_limit`): a link that polls faster than any client gets slower answers.
+    A key with no mailbox gets one only if `may_register()` (its address's budget of new
+    mailboxes); reopening a mailbox is always allowed."""
     owner = link.peer_static_key
     registered = await trio.to_thread.run_sync(mailboxes.mailbox_of, owner) is not None
     leases = Leases()
@@ -79,6 +82,10 @@ async def serve_client(
             await _reply(link, [Error(ErrorCode.MALFORMED)])
             continue
         if isinstance(request, Register):
+            if not registered and not may_register():
+                count("registration_limited")
+                await _reply(link, [Error(ErrorCode.REGISTRATION_LIMITED)])
+                continue
             try:
                 mailbox_id = await trio.to_thread.run_sync(
                     partial(mailboxes.register, owner, now=now())

@@ -116,9 +116,13 @@ class LinkConnection:
         *,
         timings: LinkTimings = LinkTimings(),
         count: Count = _ignore,
+        source: str = "",
     ) -> None:
         if not core.established:
             raise ValueError("the link core has not completed its handshake")
+        self.source = source
+        """The peer's network address as an accepting server saw it ("" otherwise), for
+        per-address limits only: never logged, counted or shown in a repr."""
         self._stream = stream
         self._core = core
         self._timings = timings
@@ -429,7 +433,7 @@ class LinkServer:
         self._active += 1
         self._per_address[source] = self._per_address.get(source, 0) + 1
         try:
-            await self._serve_link(stream)
+            await self._serve_link(stream, source)
         finally:
             self._active -= 1
             left = self._per_address[source] - 1
@@ -439,14 +443,16 @@ class LinkServer:
                 del self._per_address[source]
             await trio.aclose_forcefully(stream)
 
-    async def _serve_link(self, stream: trio.abc.Stream) -> None:
+    async def _serve_link(self, stream: trio.abc.Stream, source: str) -> None:
         core = LinkCore.responder(self._local_private, self._frame_body_size)
         deadline = trio.current_time() + self._handshake_timeout
         try:
             await _handshake_under_deadline(stream, core, deadline, self._count)
         except LinkClosed:
             return
-        connection = LinkConnection(stream, core, timings=self._timings, count=self._count)
+        connection = LinkConnection(
+            stream, core, timings=self._timings, count=self._count, source=source
+        )
         try:
             if not self._authorize(connection.peer_static_key):
                 self._count("refused_unauthorized")

@@ -62,6 +62,8 @@ client_rate_factor = 3.0            # gateways: a client link may send packets a
 client_burst_seconds = 2.0          #   frames at this many times a client's rates, with this
 client_packet_rate_floor = 50.0     #   many seconds of it at once, and at least these rates
 client_fetch_rate_floor = 1000.0    #   a second; more packets are dropped, fetches wait
+registrations_per_address_per_hour = 20  # gateways: new mailboxes from one address (an IPv6
+#                                     /64): this many at once, and this many an hour after
 shutdown_grace = 5.0                # seconds to send what is due on SIGTERM
 """
 
@@ -87,6 +89,7 @@ class Limits:
     client_burst_seconds: float = 2.0
     client_packet_rate_floor: float = 50.0
     client_fetch_rate_floor: float = 1000.0
+    registrations_per_address_per_hour: int = 20
     shutdown_grace: float = 5.0
 
     @property

@@ -57,7 +57,7 @@ from mixnode.packet_pipeline import (
     StoreMessage,
     known_nodes,
 )
-from mixnode.rate_limit import TokenBucket
+from mixnode.rate_limit import RegistrationBudgets, TokenBucket
 from mixnode.replay_filter import ReplayFilters
 from mixnode.scheduler import DelayScheduler, SchedulerTask
 from mixnode.surb_ack import AckPacket, ack_packet
@@ -145,6 +145,9 @@ class NodeDaemon:
         )
         self.pipeline: PacketPipeline | None = None
         self.consensus: Consensus | None = None
+        self._registrations = RegistrationBudgets(
+            config.limits.registrations_per_address_per_hour
+        )
         self._previous: Consensus | None = None
         self._peers: dict[bytes, Peer] = {}
         self._peer_by_link_key: dict[bytes, Peer] = {}
@@ -462,6 +465,9 @@ class NodeDaemon:
             count=lambda outcome: self.metrics.control_requests.labels(outcome).inc(),
             now=self.now,
             fetch_wait=lambda frames: fetches.reserve(trio.current_time(), rates()[1], frames),
+            may_register=lambda: self._registrations.admit(
+                connection.source, trio.current_time()
+            ),
         )
 
     def _on_packet(self, packet: bytes, link: str) -> None:

@@ -17,11 +17,22 @@ link that asks for more than `factor` × that (at least `floor`) has its FETCHes
 later, as its budget allows, so that its polls cannot take the gateway's SQLite and CPU from
 the other clients. Nothing is lost: the link's TCP window fills and the client slows down.
 
+New mailboxes are budgeted per network address (`RegistrationBudgets`): registering one
+costs the gateway a handshake and a durable write and holds a place in its registry for
+weeks, so a single address that registered throwaway keys as fast as the gateway takes them
+could fill the registry (`max_mailboxes`) in minutes and lock every new client out. A client
+registers once in its life, so an address gets `per_hour` new mailboxes at once and that
+many an hour after; an IPv6 address counts by its /64, which one host usually holds whole.
+Reopening a mailbox that exists costs nothing. The table of addresses is bounded and kept
+in memory only; no address is ever logged or counted by name.
+
 `TokenBucket` is the sans-I/O state: time comes in with each call.
 """
 
 from __future__ import annotations
 
+import ipaddress
+from collections import OrderedDict
 from dataclasses import dataclass
 
 
@@ -81,3 +92,45 @@ class TokenBucket:
         self._at = max(self._at, now)
         tokens = burst if self._tokens is None else min(burst, self._tokens + elapsed * rate)
         return tokens, rate
+
+
+def address_key(source: str) -> str:
+    """The budget key of a peer's address: an IPv6 address by its /64, others as they are."""
+    try:
+        address = ipaddress.ip_address(source)
+    except ValueError:
+        return source
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class RegistrationBudgets:
+    """New mailboxes per network address: `per_hour` at once and `per_hour` an hour after,
+    for at most `max_addresses` addresses at a time (the least recently seen are forgotten,
+    which can only give them a fresh budget, never take one away from anybody)."""
+
+    def __init__(self, per_hour: int, *, max_addresses: int = 10_000) -> None:
+        if isinstance(per_hour, bool) or not isinstance(per_hour, int) or per_hour < 1:
+            raise ValueError("per_hour must be a positive integer")
+        if max_addresses < 1:
+            raise ValueError("max_addresses must be positive")
+        self._allowance = Allowance(factor=1.0, floor=per_hour / 3600, burst_seconds=3600.0)
+        self._max = max_addresses
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"RegistrationBudgets(addresses={len(self._buckets)})"  # never an address
+
+    def admit(self, source: str, now: float) -> bool:
+        """Whether `source` may register a new mailbox now (and, if so, it is counted)."""
+        key = address_key(source)
+        bucket = self._buckets.pop(key, None)
+        if bucket is None:
+            bucket = TokenBucket(self._allowance, now)
+        self._buckets[key] = bucket
+        while len(self._buckets) > self._max:
+            self._buckets.popitem(last=False)
+        return bucket.admit(now, 0.0)

@@ -237,7 +237,9 @@ def plan_testnet(
             + "\n[metrics]\n"
             f'listen = "127.0.0.1:{planned.metrics_port}"\n\n'
             "[limits]\n"
-            "shutdown_grace = 2.0\n\n" + shared
+            "shutdown_grace = 2.0\n"
+            # Every client of a local testnet comes from 127.0.0.1.
+            "registrations_per_address_per_hour = 100000\n\n" + shared
         )
     plan = TestnetPlan(directory, clock, geometry, tuple(authorities), tuple(nodes))
     (directory / "testnet.json").write_text(json.dumps(plan.summary(), indent=2) + "\n")

@@ -13,6 +13,8 @@ import trio
 from mixnode.gateway_protocol import (
     Ack,
     Empty,
+    Error,
+    ErrorCode,
     Fetch,
     Message,
     Register,
@@ -23,7 +25,7 @@ from mixnode.gateway_protocol import (
 from mixnode.gateway_session import LEASE_SECONDS, Leases, serve_client
 from mixnode.link import Frame, FrameKind
 from mixnode.mailbox import MailboxLimits, MailboxStore
-from mixnode.rate_limit import Allowance, TokenBucket
+from mixnode.rate_limit import Allowance, RegistrationBudgets, TokenBucket
 
 OWNER = bytes(range(32))
 
@@ -65,7 +67,7 @@ async def test_pipelined_fetches_hand_each_message_out_once_until_its_lease_laps
         nursery.start_soon(
             lambda: serve_client(
                 link, store, on_packet=lambda _: None, count=lambda _: None,
-                now=lambda: clock[0], fetch_wait=lambda _: 0.0,
+                now=lambda: clock[0], fetch_wait=lambda _: 0.0, may_register=lambda: True,
             )
         )
         await link.request(Register())
@@ -110,6 +112,7 @@ async def test_a_link_polling_past_its_budget_is_answered_later_and_loses_nothin
                 link, store, on_packet=lambda _: None, count=outcomes.append,
                 now=trio.current_time,
                 fetch_wait=lambda frames: budget.reserve(trio.current_time(), 0.0, frames),
+                may_register=lambda: True,
             )
         )
         await link.request(Register())
@@ -131,6 +134,44 @@ async def test_a_link_polling_past_its_budget_is_answered_later_and_loses_nothin
         assert (800 - 100) / 400 - 0.1 <= took <= (800 - 100) / 400 + 2.0
         assert outcomes.count("fetch_paced") >= 40
         nursery.cancel_scope.cancel()
+    store.close()
+
+
+async def test_new_mailboxes_need_the_addresss_budget_and_reopening_does_not(
+    tmp_path: Path,
+) -> None:
+    """Three keys from one address with a budget of two new mailboxes: the third is refused
+    with REGISTRATION_LIMITED (and gets nothing else); the first reopens its mailbox freely."""
+    store = MailboxStore(tmp_path / "m.sqlite", MailboxLimits(), rng=random.Random(5).randbytes)
+    budgets = RegistrationBudgets(2)
+    outcomes: list[str] = []
+
+    async def session(key: bytes) -> list[object]:
+        link = MemoryLink()
+        link.peer_static_key = key
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                lambda: serve_client(
+                    link, store, on_packet=lambda _: None, count=outcomes.append,
+                    now=lambda: 0.0, fetch_wait=lambda _: 0.0,
+                    may_register=lambda: budgets.admit("203.0.113.9", 0.0),
+                )
+            )
+            await link.request(Register())
+            replies = await link.replies(1)
+            await link.request(Fetch(1))
+            replies += await link.replies(1)
+            nursery.cancel_scope.cancel()
+        return replies
+
+    first = await session(bytes(32))
+    assert isinstance(first[0], Registered)
+    assert isinstance((await session(bytes([1]) * 32))[0], Registered)
+    third = await session(bytes([2]) * 32)
+    assert third == [Error(ErrorCode.REGISTRATION_LIMITED), Error(ErrorCode.NOT_REGISTERED)]
+    again = await session(bytes(32))
+    assert again[0] == first[0]  # the same mailbox, without spending budget
+    assert outcomes.count("registration_limited") == 1 and outcomes.count("registered") == 3
     store.close()
 
 

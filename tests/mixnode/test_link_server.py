@@ -210,3 +210,26 @@ async def test_connection_caps_per_address_and_in_total() -> None:
             await wait_until(lambda: server.active_connections == 0)
             nursery.cancel_scope.cancel()
     assert tally.counts == {"refused_capacity": 2, "handshake_ok": 1, "handshake_failed": 3}
+
+
+async def test_the_handler_learns_the_peers_address_and_no_repr_shows_it() -> None:
+    """What per-address budgets key on (a gateway's new mailboxes): the address the server
+    accepted the connection from, on the connection, and nowhere it could be printed."""
+    seen: list[LinkConnection] = []
+
+    async def handler(connection: LinkConnection) -> None:
+        seen.append(connection)
+        await echo(connection)
+
+    server = LinkServer(BOB.private, BODY_SIZE, handler, authorize=lambda key: True,
+                        count=Tally(), handshake_timeout=1.0, timings=TIMINGS)
+    with trio.fail_after(TEST_DEADLINE):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(server.serve, HOST, 0)
+            connection = await _open(port)
+            await _round_trip(connection, os.urandom(BODY_SIZE))
+            assert connection.source == ""  # the dialling side has none
+            await connection.aclose()
+            nursery.cancel_scope.cancel()
+    assert [c.source for c in seen] == [HOST]
+    assert HOST not in repr(seen[0]) and HOST not in repr(server)

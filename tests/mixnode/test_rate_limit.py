@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mixnode.rate_limit import Allowance, TokenBucket
+from mixnode.rate_limit import Allowance, RegistrationBudgets, TokenBucket, address_key
 
 ALLOWANCE = Allowance(factor=3.0, floor=50.0, burst_seconds=2.0)
 
@@ -86,3 +86,31 @@ def test_a_reservation_beyond_the_budget_says_how_long_to_wait() -> None:
         now += 0.001
         ready_at = now + bucket.reserve(now, 3.0, 16)
     assert 1000 * 16 <= 100 + 50 * ready_at + 1e-6
+
+
+def test_addresses_are_budgeted_by_host_and_an_ipv6_host_by_its_64() -> None:
+    assert address_key("203.0.113.5") == "203.0.113.5"
+    assert address_key("::ffff:203.0.113.5") == "203.0.113.5"
+    assert address_key("2001:db8::1") == address_key("2001:db8::ffff:2") == "2001:db8::/64"
+    assert address_key("2001:db8:0:1::1") != address_key("2001:db8::1")
+    assert address_key("not an address") == "not an address"
+
+
+def test_new_mailboxes_per_address_come_at_once_then_by_the_hour() -> None:
+    budgets = RegistrationBudgets(20)
+    assert sum(budgets.admit("203.0.113.5", 0.0) for _ in range(50)) == 20
+    assert sum(budgets.admit("2001:db8::1", 0.0) for _ in range(15)) == 15
+    assert sum(budgets.admit("2001:db8::2", 0.0) for _ in range(15)) == 5  # the same /64
+    assert budgets.admit("198.51.100.1", 0.0)  # another address is not held up
+    assert not budgets.admit("203.0.113.5", 179.0)
+    assert budgets.admit("203.0.113.5", 181.0)  # one every 3 minutes
+    assert "203.0.113" not in repr(budgets) and "2001" not in repr(budgets)
+
+
+def test_the_table_of_addresses_is_bounded() -> None:
+    budgets = RegistrationBudgets(1, max_addresses=100)
+    for n in range(1000):
+        budgets.admit(f"10.0.{n // 256}.{n % 256}", 0.0)
+    assert repr(budgets) == "RegistrationBudgets(addresses=100)"
+    with pytest.raises(ValueError):
+        RegistrationBudgets(0)
