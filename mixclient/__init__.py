@@ -15,6 +15,7 @@ from mixclient.client_errors import (
     MessageTooLargeError,
     NoReplySurbsError,
     NotConnectedError,
+    RegistrationRefusedError,
     SendFailedError,
 )
 from mixclient.e2e import E2ESuite
@@ -35,5 +36,6 @@ __all__ = [
     "NoReplySurbsError",
     "NotConnectedError",
     "ReceivedMessage",
+    "RegistrationRefusedError",
     "SendFailedError",
 ]

@@ -67,6 +67,7 @@ from mixclient.client_errors import (
     MessageTooLargeError,
     NoReplySurbsError,
     NotConnectedError,
+    RegistrationRefusedError,
     SendFailedError,
 )
 from mixclient.client_state import (
@@ -93,8 +94,13 @@ from mixclient.payload_framing import (
 )
 from mixclient.reliability import AckTracker, MessageFailed, Retransmit
 from mixclient.routes import RouteError, forward_route, loop_route, surb_route
-from mixnode.gateway_client import FetchedMessage, GatewayClient, GatewayError
-from mixnode.gateway_protocol import MAX_ACK, MessageKind
+from mixnode.gateway_client import (
+    FetchedMessage,
+    GatewayClient,
+    GatewayError,
+    GatewayRefusal,
+)
+from mixnode.gateway_protocol import MAX_ACK, ErrorCode, MessageKind
 from mixnode.link import LinkError
 from mixnode.link_driver import LinkClosed, backoff_delay
 from sphinx_packets import (
@@ -116,6 +122,13 @@ LOOP_MARGIN = 5.0
 """Seconds a loop may take beyond the delays drawn for it before it counts as lost."""
 MAX_POLLS_IN_FLIGHT = 8
 """FETCHes sent whose answers have not been read yet, at most (then the schedule waits)."""
+_NO_NEW_MAILBOX = {
+    ErrorCode.REGISTRY_FULL: "the gateway's registry of mailboxes is full: choose another gateway",
+    ErrorCode.REGISTRATION_LIMITED: (
+        "the gateway takes no more new mailboxes from this network address for now "
+        "(at most a few an hour): try again later, or choose another gateway"
+    ),
+}
 _LINK_ERRORS = (
     GatewayError,
     GatewayUnavailableError,
@@ -546,6 +559,8 @@ class Client:
                 while self._gateway is None:  # the first link, before the address is known
                     try:
                         await self._open_link()
+                    except RegistrationRefusedError:
+                        raise  # asking again at once would not change the answer
                     except _LINK_ERRORS as error:
                         log.info("gateway not reachable yet (%s); retrying", type(error).__name__)
                         await trio.sleep(1.0)
@@ -667,9 +682,11 @@ class Client:
         )
         try:
             mailbox_id = await gateway.register()
-        except BaseException:
+        except BaseException as error:
             with trio.CancelScope(shield=True):
                 await gateway.aclose()
+            if isinstance(error, GatewayRefusal) and error.code in _NO_NEW_MAILBOX:
+                raise RegistrationRefusedError(_NO_NEW_MAILBOX[error.code]) from None
             raise
         if mailbox_id != self._mailbox_id:
             if self._mailbox_id is not None:

@@ -28,5 +28,10 @@ class GatewayUnavailableError(ClientError):
     """The gateway is not in the consensus, or cannot be reached."""
 
 
+class RegistrationRefusedError(GatewayUnavailableError):
+    """The gateway takes no new mailbox for this client: its registry is full, or new
+    mailboxes from this network address are past their budget for now."""
+
+
 class DirectoryUnavailableError(ClientError):
     """No verified consensus came from the authorities (or the cache) in time."""

@@ -18,6 +18,7 @@ from mixnode.gateway_protocol import (
     Delivery,
     Empty,
     Error,
+    ErrorCode,
     Fetch,
     Message,
     Register,
@@ -31,6 +32,14 @@ from mixnode.link_driver import LinkConnection, open_link
 
 class GatewayError(Exception):
     """The gateway refused a request, answered something malformed, or did not answer."""
+
+
+class GatewayRefusal(GatewayError):
+    """The gateway answered a request with ERROR `code`."""
+
+    def __init__(self, code: ErrorCode) -> None:
+        super().__init__(f"the gateway refused the request ({code.name.lower()})")
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +85,8 @@ class GatewayClient:
         async with self._lock:
             replies = await self._exchange(Register(), 1)
         reply = replies[0]
+        if isinstance(reply, Error):
+            raise GatewayRefusal(reply.code)
         if not isinstance(reply, Registered):
             raise GatewayError(_refusal(reply))
         return reply.mailbox_id

@@ -156,9 +156,12 @@ def plan_testnet(
     mean_delay_ms: int = DEFAULT_MEAN_DELAY_MS,
     lambda_m: float = 1.0,
     client_rates: tuple[float, float, float] = DEFAULT_CLIENT_RATES,
+    registrations_per_hour: int = 100_000,
     now: Callable[[], float] = time.time,
 ) -> TestnetPlan:
-    """Write keys and configurations for a whole network into `directory`."""
+    """Write keys and configurations for a whole network into `directory`. Every client of
+    a local testnet comes from 127.0.0.1, so the gateways' budget of new mailboxes per
+    address is raised to `registrations_per_hour`."""
     directory.mkdir(parents=True, exist_ok=True)
     length_ms = round(epoch_seconds * 1000)
     # Epoch 1 began a moment ago, so that the first consensus (epoch 2) is built right away.
@@ -238,8 +241,7 @@ def plan_testnet(
             f'listen = "127.0.0.1:{planned.metrics_port}"\n\n'
             "[limits]\n"
             "shutdown_grace = 2.0\n"
-            # Every client of a local testnet comes from 127.0.0.1.
-            "registrations_per_address_per_hour = 100000\n\n" + shared
+            f"registrations_per_address_per_hour = {registrations_per_hour}\n\n" + shared
         )
     plan = TestnetPlan(directory, clock, geometry, tuple(authorities), tuple(nodes))
     (directory / "testnet.json").write_text(json.dumps(plan.summary(), indent=2) + "\n")

@@ -18,8 +18,9 @@ import trio
 
 from directory.consensus import Consensus
 from directory.fetcher import ConsensusFetcher
-from mixnode.gateway_client import FetchedMessage, GatewayClient
-from mixnode.gateway_protocol import MessageKind
+from mixclient import Client, ClientConfig, RegistrationRefusedError
+from mixnode.gateway_client import FetchedMessage, GatewayClient, GatewayRefusal
+from mixnode.gateway_protocol import ErrorCode, MessageKind
 from mixnode.key_ring import LinkKey, read_secret_file
 from mixnode.link import Frame, FrameKind
 from mixnode.link_driver import LinkClosed, open_link
@@ -43,12 +44,18 @@ from trimix.testnet import (
 )
 
 EPOCH_SECONDS = 5.0
+REGISTRATIONS_PER_HOUR = 30
+"""The gateways' budget of new mailboxes from 127.0.0.1: the tests before the last register
+fewer than ten at each; the last one spends the rest."""
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
 @pytest.fixture(scope="module")
 def testnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestnetPlan, TestnetProcesses]]:
-    plan = plan_testnet(tmp_path_factory.mktemp("testnet"), epoch_seconds=EPOCH_SECONDS)
+    plan = plan_testnet(
+        tmp_path_factory.mktemp("testnet"), epoch_seconds=EPOCH_SECONDS,
+        registrations_per_hour=REGISTRATIONS_PER_HOUR,
+    )
     processes = TestnetProcesses(plan)
     try:
         processes.start_all()
@@ -440,3 +447,42 @@ async def test_sigterm_stores_the_mail_it_was_holding(
             await trio.sleep(0.05)
     await receiver.aclose()
     assert len(fetched) == count
+
+
+async def test_new_mailboxes_from_one_address_are_budgeted_and_the_client_says_so(
+    testnet: tuple[TestnetPlan, TestnetProcesses],
+) -> None:
+    """(Last: it spends the exit's budget of new mailboxes for 127.0.0.1.) Fresh keys from
+    one address get REGISTRATION_LIMITED within the budget; a key with a mailbox still
+    reopens it; a new `Client` there fails at once with RegistrationRefusedError, not after
+    its startup timeout."""
+    plan, _ = testnet
+    _, exit_ = plan.gateways
+    existing = LinkKey.generate()
+    first = await _client(exit_, existing, plan)
+    mailbox = await first.register()
+    await first.aclose()
+    refused = None
+    with trio.fail_after(120):
+        for attempt in range(REGISTRATIONS_PER_HOUR + 1):
+            gateway = await _client(exit_, LinkKey.generate(), plan)
+            try:
+                await gateway.register()
+            except GatewayRefusal as refusal:
+                refused = (attempt, refusal.code)
+                break
+            finally:
+                await gateway.aclose()
+    assert refused is not None and refused[1] is ErrorCode.REGISTRATION_LIMITED
+    again = await _client(exit_, existing, plan)
+    assert await again.register() == mailbox
+    await again.aclose()
+    assert await _metric(
+        exit_, "trimix_gateway_requests_total", 'outcome="registration_limited"'
+    ) >= 1
+    config = ClientConfig.from_toml(plan.client_config("late-comer", gateway=exit_))
+    started = trio.current_time()
+    with pytest.raises(RegistrationRefusedError, match="new mailboxes from this network"):
+        async with Client(config):
+            pass
+    assert trio.current_time() - started < config.startup_timeout / 2
