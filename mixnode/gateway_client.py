@@ -85,10 +85,8 @@ class GatewayClient:
         async with self._lock:
             replies = await self._exchange(Register(), 1)
         reply = replies[0]
-        if isinstance(reply, Error):
-            raise GatewayRefusal(reply.code)
         if not isinstance(reply, Registered):
-            raise GatewayError(_refusal(reply))
+            raise _refusal(reply)
         return reply.mailbox_id
 
     async def send_packet(self, packet: bytes) -> None:
@@ -169,11 +167,13 @@ def _messages(replies: list[Registered | Message | Empty | Error]) -> list[Fetch
                 raise GatewayError(f"malformed stored message: {error}") from None
             messages.append(FetchedMessage(reply.message_id, stored))
         elif not isinstance(reply, Empty):
-            raise GatewayError(_refusal(reply))
+            raise _refusal(reply)
     return messages
 
 
-def _refusal(reply: object) -> str:
+def _refusal(reply: object) -> GatewayError:
+    """The error for an answer that is not the one asked for: a `GatewayRefusal` with the
+    gateway's code for an ERROR."""
     if isinstance(reply, Error):
-        return f"the gateway refused the request ({reply.code.name.lower()})"
-    return "unexpected answer from the gateway"
+        return GatewayRefusal(reply.code)
+    return GatewayError("unexpected answer from the gateway")
