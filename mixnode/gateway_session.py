@@ -33,7 +33,12 @@ from mixnode.gateway_protocol import (
     encode_reply,
 )
 from mixnode.link import Frame, FrameKind
-from mixnode.mailbox import MailboxError, MailboxStore, StoredMessage
+from mixnode.mailbox import (
+    MailboxStorageError,
+    MailboxStore,
+    StoredMessage,
+    TooManyMailboxesError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,68 +66,75 @@ async def serve_client(
     answers a FETCH of n frames it waits `fetch_wait(n)` seconds (the link's budget,
     `mixnode.rate_limit`): a link that polls faster than any client gets slower answers.
     A key with no mailbox gets one only if `may_register()` (its address's budget of new
-    mailboxes); reopening a mailbox is always allowed."""
-    owner = link.peer_static_key
-    registered = await trio.to_thread.run_sync(mailboxes.mailbox_of, owner) is not None
-    leases = Leases()
-    while True:
-        frame = await link.receive()
-        if frame.kind is FrameKind.PACKET:
-            if not registered:
-                count("packet_unregistered")
+    mailboxes); reopening a mailbox is always allowed. If the mailbox store fails (disk
+    full, I/O error), the session ends, counted `store_failed`: the link closes and the client
+    connects again later. No message is lost: one leaves its mailbox only in the transaction
+    that stores the owner's acknowledgement."""
+    try:
+        owner = link.peer_static_key
+        registered = await trio.to_thread.run_sync(mailboxes.mailbox_of, owner) is not None
+        leases = Leases()
+        while True:
+            frame = await link.receive()
+            if frame.kind is FrameKind.PACKET:
+                if not registered:
+                    count("packet_unregistered")
+                    continue
+                on_packet(frame.body)
                 continue
-            on_packet(frame.body)
-            continue
-        if frame.kind is not FrameKind.CONTROL:
-            continue
-        try:
-            request = decode_request(frame.body)
-        except ControlError:
-            count("malformed")
-            await _reply(link, [Error(ErrorCode.MALFORMED)])
-            continue
-        if isinstance(request, Register):
-            if not registered and not may_register():
-                count("registration_limited")
-                await _reply(link, [Error(ErrorCode.REGISTRATION_LIMITED)])
+            if frame.kind is not FrameKind.CONTROL:
                 continue
             try:
-                mailbox_id = await trio.to_thread.run_sync(
-                    partial(mailboxes.register, owner, now=now())
-                )
-            except MailboxError:
-                count("registry_full")
-                await _reply(link, [Error(ErrorCode.REGISTRY_FULL)])
+                request = decode_request(frame.body)
+            except ControlError:
+                count("malformed")
+                await _reply(link, [Error(ErrorCode.MALFORMED)])
                 continue
-            registered = True
-            count("registered")
-            await _reply(link, [Registered(mailbox_id)])
-        elif not registered:
-            count("not_registered")
-            await _reply(link, [Error(ErrorCode.NOT_REGISTERED)])
-        elif isinstance(request, Fetch):
-            wait = fetch_wait(request.count)
-            if wait > 0:
-                count("fetch_paced")
-                await trio.sleep(wait)
-            if request.acks:
+            if isinstance(request, Register):
+                if not registered and not may_register():
+                    count("registration_limited")
+                    await _reply(link, [Error(ErrorCode.REGISTRATION_LIMITED)])
+                    continue
+                try:
+                    mailbox_id = await trio.to_thread.run_sync(
+                        partial(mailboxes.register, owner, now=now())
+                    )
+                except TooManyMailboxesError:
+                    count("registry_full")
+                    await _reply(link, [Error(ErrorCode.REGISTRY_FULL)])
+                    continue
+                registered = True
+                count("registered")
+                await _reply(link, [Registered(mailbox_id)])
+            elif not registered:
+                count("not_registered")
+                await _reply(link, [Error(ErrorCode.NOT_REGISTERED)])
+            elif isinstance(request, Fetch):
+                wait = fetch_wait(request.count)
+                if wait > 0:
+                    count("fetch_paced")
+                    await trio.sleep(wait)
+                if request.acks:
+                    count("ack")
+                at = now()
+                leases.release(request.acks, at)
+                stored = await trio.to_thread.run_sync(
+                    partial(_ack_then_fetch, mailboxes, owner, request, at, leases.held())
+                )
+                leases.take([m.message_id for m in stored], at)
+                replies: list[Message | Empty] = [Message(m.message_id, m.payload) for m in stored]
+                replies.extend(Empty() for _ in range(request.count - len(replies)))
+                count("fetch")
+                await _reply(link, replies)
+            elif isinstance(request, Ack):
+                leases.release(request.message_ids, now())
+                await trio.to_thread.run_sync(
+                    partial(mailboxes.ack, owner, list(request.message_ids), now=now())
+                )
                 count("ack")
-            at = now()
-            leases.release(request.acks, at)
-            stored = await trio.to_thread.run_sync(
-                partial(_ack_then_fetch, mailboxes, owner, request, at, leases.held())
-            )
-            leases.take([m.message_id for m in stored], at)
-            replies: list[Message | Empty] = [Message(m.message_id, m.payload) for m in stored]
-            replies.extend(Empty() for _ in range(request.count - len(replies)))
-            count("fetch")
-            await _reply(link, replies)
-        elif isinstance(request, Ack):
-            leases.release(request.message_ids, now())
-            await trio.to_thread.run_sync(
-                partial(mailboxes.ack, owner, list(request.message_ids), now=now())
-            )
-            count("ack")
+
+    except MailboxStorageError:
+        count("store_failed")
 
 
 LEASE_SECONDS = 30.0

@@ -13,9 +13,17 @@ the sender may already hold a delivery acknowledgment, survives a power loss or 
 too. That costs one fsync per transaction (≈ 0.4 ms here); ``store_many`` stores a batch in
 one transaction.
 
+Bounds: messages and payload bytes per mailbox, mailboxes in all, and payload bytes in all
+mailboxes together (`MailboxLimits.max_total_bytes`). Anyone may send to any mailbox, and
+anyone may register mailboxes (within the gateway's budgets), so without the last bound the
+disk would be the limit: `max_mailboxes` × `max_bytes` is terabytes. The total is kept in
+memory, counted from the database when the store opens and whenever a write fails, and set
+again by `counts`.
+
 Every method is one short transaction under a lock, so the daemon may call it from
 ``trio.to_thread.run_sync`` as well as from the event loop. No exception message and no repr
-holds a mailbox id, an owner key or payload bytes.
+holds a mailbox id, an owner key or payload bytes. A failing database (disk full, I/O error)
+raises `MailboxStorageError`; the transaction is rolled back and nothing is half-stored.
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ from __future__ import annotations
 import enum
 import os
 import sqlite3
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,15 +85,17 @@ class MailboxStorageError(MailboxError):
 
 @dataclass(frozen=True, slots=True)
 class MailboxLimits:
-    """Bounds on what a gateway stores. Messages and bytes are per mailbox."""
+    """Bounds on what a gateway stores. `max_messages` and `max_bytes` are per mailbox,
+    `max_total_bytes` the payload bytes of all mailboxes together."""
 
     max_mailboxes: int = 10_000
     max_messages: int = 2_000
     max_bytes: int = 64 * 2**20
     expire_after: float = 30 * 24 * 3600.0
+    max_total_bytes: int = 4 * 2**30
 
     def __post_init__(self) -> None:
-        for name in ("max_mailboxes", "max_messages", "max_bytes"):
+        for name in ("max_mailboxes", "max_messages", "max_bytes", "max_total_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer")
@@ -99,6 +110,7 @@ class StoreOutcome(enum.Enum):
     UNKNOWN_MAILBOX = "unknown_mailbox"
     FULL_MESSAGES = "mailbox_full_messages"
     FULL_BYTES = "mailbox_full_bytes"
+    STORE_FULL = "store_full"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +144,7 @@ class MailboxStore(SqliteStore):
         self._limits = limits
         self._rng = rng
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._held_bytes: int | None = None  # payload bytes in all mailboxes; None: count them
         self._open(self._path)
 
     def __repr__(self) -> str:
@@ -150,6 +163,24 @@ class MailboxStore(SqliteStore):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        # A write that fails is rolled back: the total kept in memory may no longer match.
+        try:
+            with super()._write() as db:
+                yield db
+        except BaseException:
+            self._held_bytes = None
+            raise
+
+    def _held(self, db: sqlite3.Connection) -> int:
+        """Payload bytes in all mailboxes (under the lock)."""
+        if self._held_bytes is None:
+            self._held_bytes = int(
+                db.execute("SELECT COALESCE(SUM(byte_count), 0) FROM mailboxes").fetchone()[0]
+            )
+        return self._held_bytes
 
     # the owner's side
 
@@ -260,6 +291,7 @@ class MailboxStore(SqliteStore):
                     " byte_count = byte_count - ? WHERE mailbox_id = ?",
                     (deleted, freed, mailbox_id),
                 )
+                self._held_bytes = self._held(db) - freed
             return deleted
 
     def _mark_used(self, db: sqlite3.Connection, owner_key: bytes, now: float) -> None:
@@ -287,6 +319,7 @@ class MailboxStore(SqliteStore):
         limits = self._limits
         outcomes = []
         with self._write() as db:
+            held = self._held(db)
             for mailbox_id, payload in deliveries:
                 row = None
                 if isinstance(mailbox_id, bytes) and len(mailbox_id) == MAILBOX_ID_SIZE:
@@ -300,9 +333,13 @@ class MailboxStore(SqliteStore):
                     outcomes.append(StoreOutcome.FULL_MESSAGES)
                 elif row[1] + len(payload) > limits.max_bytes:
                     outcomes.append(StoreOutcome.FULL_BYTES)
+                elif held + len(payload) > limits.max_total_bytes:
+                    outcomes.append(StoreOutcome.STORE_FULL)
                 else:
                     self._insert(db, mailbox_id, payload, now)
+                    held += len(payload)
                     outcomes.append(StoreOutcome.STORED)
+            self._held_bytes = held
         return outcomes
 
     def _insert(
@@ -327,6 +364,7 @@ class MailboxStore(SqliteStore):
         Returns how many mailboxes went."""
         cutoff = now - self._limits.expire_after
         with self._write() as db:
+            self._held_bytes = None  # counted again at the next use
             db.execute(
                 "DELETE FROM messages WHERE mailbox_id IN"
                 " (SELECT mailbox_id FROM mailboxes WHERE last_used <= ?)",
@@ -341,6 +379,7 @@ class MailboxStore(SqliteStore):
                 "SELECT COUNT(*), COALESCE(SUM(message_count), 0), COALESCE(SUM(byte_count), 0)"
                 " FROM mailboxes"
             ).fetchone()
+            self._held_bytes = int(payload_bytes)
         return MailboxCounts(mailboxes, messages, payload_bytes)
 
 

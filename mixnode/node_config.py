@@ -57,6 +57,7 @@ expected_packets_per_second = 5000  # sizes the replay filters (false positives 
 max_mailboxes = 100000
 mailbox_max_messages = 10000
 mailbox_max_bytes = 33554432
+mailbox_store_max_bytes = 4294967296  # gateways: payload bytes of all mailboxes together
 mailbox_expire_days = 30
 client_rate_factor = 3.0            # gateways: a client link may send packets and fetch
 client_burst_seconds = 2.0          #   frames at this many times a client's rates, with this
@@ -84,6 +85,7 @@ class Limits:
     max_mailboxes: int = 100_000
     mailbox_max_messages: int = 10_000
     mailbox_max_bytes: int = 32 * 1024 * 1024
+    mailbox_store_max_bytes: int = 4 * 1024**3
     mailbox_expire_days: float = 30.0
     client_rate_factor: float = 3.0
     client_burst_seconds: float = 2.0

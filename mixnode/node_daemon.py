@@ -43,7 +43,13 @@ from mixnode.key_ring import LinkKey, SphinxKeyRing
 from mixnode.link import Frame, FrameKind
 from mixnode.link_driver import LinkConnection, LinkServer, LinkTimings, PeerLinks
 from mixnode.loop_cover import LoopCover
-from mixnode.mailbox import MailboxLimits, MailboxStore, StoreOutcome
+from mixnode.mailbox import (
+    MailboxCounts,
+    MailboxLimits,
+    MailboxStorageError,
+    MailboxStore,
+    StoreOutcome,
+)
 from mixnode.node_config import NodeConfig
 from mixnode.node_metrics import NodeMetrics
 from mixnode.packet_pipeline import (
@@ -69,6 +75,8 @@ LOOP_ALARM_RATIO = 0.5
 """The share of recent loops missing above which the node warns of a possible n−1 attack."""
 LOOP_ALARM_MINIMUM = 20
 """Loops that must have resolved before the alarm may sound."""
+STORE_RETRY_SECONDS = 1.0
+"""The pause after the mailbox store failed (disk full, I/O error) before the next batch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +130,7 @@ class NodeDaemon:
                     max_messages=limits.mailbox_max_messages,
                     max_bytes=limits.mailbox_max_bytes,
                     expire_after=limits.mailbox_expire_days * 86400,
+                    max_total_bytes=limits.mailbox_store_max_bytes,
                 ),
             )
         # One HTTP client for the daemon's life: making one blocks the loop for ~40 ms.
@@ -523,7 +532,15 @@ class NodeDaemon:
             # this task now (`_drain` stores only what is still in the channel; a delivery
             # handed to this task as the drain ended would otherwise be lost).
             with trio.CancelScope(shield=True):
-                acks = await trio.to_thread.run_sync(self._store_batch, batch)
+                try:
+                    acks = await trio.to_thread.run_sync(self._store_batch, batch)
+                except MailboxStorageError:
+                    # Disk full or failing: the batch is not stored, so no SURB-ACK goes
+                    # back and each sender sends again later. The gateway keeps forwarding.
+                    self.metrics.messages_refused.labels("store_failed").inc(len(batch))
+                    log.warning("the mailbox store failed; %d messages not stored", len(batch))
+                    await trio.sleep(STORE_RETRY_SECONDS)
+                    continue
             for ack in acks:  # only now that the messages are on disk
                 self._send(SendPacket(ack.first_hop, ack.packet))
 
@@ -595,6 +612,21 @@ class NodeDaemon:
             else:
                 alarmed = False
             if self.mailboxes is not None:
-                self.mailboxes.expire(now=self.now())
-                self.metrics.mailboxes.set(self.mailboxes.counts().mailboxes)
+                await self._mailbox_housekeeping(self.mailboxes)
+
+    async def _mailbox_housekeeping(self, mailboxes: MailboxStore) -> None:
+        """Expire unused mailboxes and update the gauges, off the loop (with many mailboxes
+        the totals are a scan); a failing store is logged and tried again next time."""
+
+        def expire_and_count() -> MailboxCounts:
+            mailboxes.expire(now=self.now())
+            return mailboxes.counts()
+
+        try:
+            counts = await trio.to_thread.run_sync(expire_and_count)
+        except MailboxStorageError:
+            log.warning("the mailbox store failed during housekeeping")
+            return
+        self.metrics.mailboxes.set(counts.mailboxes)
+        self.metrics.mailbox_bytes.set(counts.payload_bytes)
 

@@ -71,6 +71,11 @@ class NodeMetrics:
             registry=r,
         )
         self.mailboxes = Gauge("trimix_mailboxes", "Mailboxes held (gateway)", registry=r)
+        self.mailbox_bytes = Gauge(
+            "trimix_mailbox_payload_bytes",
+            "Payload bytes held in all mailboxes (gateway; bounded by mailbox_store_max_bytes)",
+            registry=r,
+        )
         self.consensus_epoch = Gauge(
             "trimix_consensus_epoch", "Epoch of the consensus in force", registry=r
         )

@@ -196,3 +196,42 @@ def test_fetch_leaves_out_what_it_is_told(tmp_path: Path, limit: int) -> None:
     left = store.fetch(OWNER, limit=limit, exclude=frozenset(every[:2]))
     assert [m.message_id for m in left] == every[2 : 2 + limit]
     store.close()
+
+
+async def test_a_failing_store_ends_the_session_counted_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """The store refusing writes (SQLite's own "attempt to write a readonly database", as a
+    failing disk would): the acknowledging FETCH ends the session, counted, without an
+    exception; the messages it would have deleted are all still there for the next one."""
+    store = MailboxStore(tmp_path / "m.sqlite", MailboxLimits(), rng=random.Random(5).randbytes)
+    outcomes: list[str] = []
+
+    async def session(link: MemoryLink) -> None:
+        await serve_client(
+            link, store, on_packet=lambda _: None, count=outcomes.append,
+            now=trio.current_time, fetch_wait=lambda _: 0.0, may_register=lambda: True,
+        )
+        outcomes.append("ended")
+
+    first = MemoryLink()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session, first)
+        await first.request(Register())
+        (registered,) = await first.replies(1)
+        for n in range(3):
+            store.store(registered.mailbox_id, b"\x01" + bytes(16) + b"mail %d" % n, now=0.0)
+        await first.request(Fetch(4))
+        handed_out = ids(await first.replies(4))
+        assert len(handed_out) == 3
+        store._db.execute("PRAGMA query_only = ON")  # the test's stand-in for a failing disk
+        await first.request(Fetch(4, tuple(handed_out)))
+    assert outcomes[-2:] == ["store_failed", "ended"]
+    store._db.execute("PRAGMA query_only = OFF")
+    second = MemoryLink()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session, second)
+        await second.request(Fetch(4))
+        assert sorted(ids(await second.replies(4))) == sorted(handed_out)
+        nursery.cancel_scope.cancel()
+    store.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -304,6 +306,109 @@ def test_payload_round_trip(store: MailboxStore, sent: list[bytes]) -> None:
     assert store.ack(ALICE, [m.message_id for m in received]) == len(sent)
     assert store.counts().messages == 0
 
+
+
+# the bound on all mailboxes together
+
+OWNERS = [bytes([i]) * 32 for i in range(3)]
+TOTAL = MailboxLimits(
+    max_mailboxes=3, max_messages=50, max_bytes=1000, max_total_bytes=1500, expire_after=100.0
+)
+
+
+def test_all_mailboxes_together_hold_at_most_max_total_bytes(tmp_path: Path) -> None:
+    """Anyone may send to any mailbox and register mailboxes: without a bound on them all,
+    max_mailboxes × max_bytes (terabytes at the defaults) is the bound, i.e. the disk."""
+    store = open_store(tmp_path, TOTAL)
+    a, b, c = (store.register(owner, now=0.0) for owner in OWNERS)
+    assert store.store(a, bytes(800), now=0.0) is StoreOutcome.STORED
+    assert store.store_many([(b, bytes(800)), (b, bytes(700)), (c, bytes(1))], now=0.0) == [
+        StoreOutcome.STORE_FULL, StoreOutcome.STORED, StoreOutcome.STORE_FULL,
+    ]
+    assert store.store(b, bytes(301), now=0.0) is StoreOutcome.FULL_BYTES  # its own bound first
+    store.ack(OWNERS[0], [m.message_id for m in store.fetch(OWNERS[0], limit=5)])
+    assert store.store(c, bytes(800), now=0.0) is StoreOutcome.STORED  # freed by the ack
+    assert store.store(c, bytes(1), now=0.0) is StoreOutcome.STORE_FULL
+    store.close()
+    store = open_store(tmp_path, TOTAL)  # the total is counted again from the file
+    assert store.store(a, bytes(1), now=1.0) is StoreOutcome.STORE_FULL
+    assert store.counts().payload_bytes == 1500
+    store.register(OWNERS[0], now=500.0)  # the third lapses, and its mail with it
+    store.register(OWNERS[1], now=500.0)
+    assert store.expire(now=150.0) == 1
+    assert store.store(a, bytes(800), now=150.0) is StoreOutcome.STORED
+    assert store.counts().payload_bytes == 700 + 800
+    store.close()
+
+
+OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("store"), st.integers(0, 2), st.integers(1, 700)),
+        st.tuples(st.just("ack"), st.integers(0, 2), st.integers(1, 3)),
+        st.tuples(st.just("reopen"), st.just(0), st.just(0)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(OPERATIONS)
+def test_the_total_bound_holds_for_any_sequence_of_stores_acks_and_restarts(
+    operations: list[tuple[str, int, int]],
+) -> None:
+    """Against a model: each store is refused exactly when its mailbox's bounds or the
+    total's would be passed, and the total the store keeps always matches what it holds."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory)
+        store = open_store(path, TOTAL)
+        boxes = [store.register(owner, now=0.0) for owner in OWNERS]
+        held: list[list[int]] = [[], [], []]
+        seeds = itertools.count(2)
+        for kind, box, size in operations:
+            if kind == "store":
+                total = sum(map(sum, held))
+                if len(held[box]) + 1 > TOTAL.max_messages:
+                    expected = StoreOutcome.FULL_MESSAGES
+                elif sum(held[box]) + size > TOTAL.max_bytes:
+                    expected = StoreOutcome.FULL_BYTES
+                elif total + size > TOTAL.max_total_bytes:
+                    expected = StoreOutcome.STORE_FULL
+                else:
+                    expected = StoreOutcome.STORED
+                    held[box].append(size)
+                assert store.store(boxes[box], bytes(size), now=1.0) is expected
+            elif kind == "ack":
+                oldest = store.fetch(OWNERS[box], limit=size)
+                assert store.ack(OWNERS[box], [m.message_id for m in oldest]) == len(oldest)
+                del held[box][: len(oldest)]
+            else:
+                store.close()
+                store = open_store(path, TOTAL, seed=next(seeds))  # fresh message ids
+        assert store.counts().payload_bytes == sum(map(sum, held))
+        store.close()
+
+
+def test_a_full_disk_rolls_the_batch_back_and_the_store_goes_on(tmp_path: Path) -> None:
+    """SQLite's own "database or disk is full" (its page limit lowered to the file's size,
+    as a full disk would): the batch is refused whole with a clear error that names nothing,
+    the total is counted again, and once there is room the store works as before."""
+    limits = MailboxLimits(max_bytes=100_000, max_total_bytes=50_000)
+    store = open_store(tmp_path, limits)
+    mailbox = store.register(ALICE, now=0.0)
+    assert store.store(mailbox, b"kept", now=0.0) is StoreOutcome.STORED
+    database = store._db  # the test's stand-in for the disk
+    pages = database.execute("PRAGMA page_count").fetchone()[0]
+    database.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(MailboxStorageError) as error:
+        store.store_many([(mailbox, b"SECRET" + bytes(20_000))] * 2, now=1.0)
+    assert "full" in str(error.value)
+    assert mailbox.hex() not in str(error.value) and "SECRET" not in str(error.value)
+    assert payloads(store, ALICE) == [b"kept"]
+    database.execute("PRAGMA max_page_count = 1073741823")
+    assert store.store(mailbox, bytes(40_000), now=2.0) is StoreOutcome.STORED
+    assert store.store(mailbox, bytes(9_997), now=2.0) is StoreOutcome.STORE_FULL  # 4 + 40,000
+    assert store.counts().payload_bytes == 40_004
+    store.close()
 
 # durability against SIGKILL
 

@@ -1,0 +1,61 @@
+"""The exit gateway's delivery task (`NodeDaemon._store_deliveries`) when the mailbox store
+fails: a real daemon object built from a generated testnet configuration (no process, no
+network), its real SQLite store made to refuse writes as a failing disk would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from directory.keyfile import read_key_file
+from mixnode.gateway_protocol import Delivery, MessageKind
+from mixnode.key_ring import LinkKey, read_secret_file
+from mixnode.node_config import load_node_config
+from mixnode.node_daemon import NodeDaemon
+from mixnode.packet_pipeline import StoreMessage
+from trimix.testnet import plan_testnet
+
+OWNER = bytes(range(32))
+
+
+def _delivery(mailbox_id: bytes, n: int) -> StoreMessage:
+    return StoreMessage(mailbox_id, Delivery(MessageKind.FORWARD, bytes(16), b"mail %d" % n))
+
+
+def _metric(daemon: NodeDaemon, name: str, **labels: str) -> float:
+    return daemon.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_failing_store_drops_the_batch_counted_and_the_gateway_goes_on(
+    tmp_path: Path,
+) -> None:
+    plan = plan_testnet(tmp_path / "net")
+    config = load_node_config(plan.gateways[0].config)
+    daemon = NodeDaemon(
+        config, read_key_file(config.identity_key_file),
+        LinkKey(read_secret_file(config.link_key_file)),
+    )
+    store = daemon.mailboxes
+    assert store is not None
+    mailbox = store.register(OWNER, now=0.0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(daemon._store_deliveries)
+        store._db.execute("PRAGMA query_only = ON")  # the test's stand-in for a failing disk
+        for n in range(3):
+            daemon._deliveries_in.send_nowait(_delivery(mailbox, n))
+        with trio.fail_after(10):
+            while _metric(daemon, "trimix_messages_refused_total", reason="store_failed") < 3:
+                await trio.sleep(0.01)
+        store._db.execute("PRAGMA query_only = OFF")
+        daemon._deliveries_in.send_nowait(_delivery(mailbox, 3))  # the task is still there
+        with trio.fail_after(10):
+            while not store.fetch(OWNER, limit=4):
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert [Delivery.from_bytes(m.payload).payload for m in store.fetch(OWNER, limit=4)] == [
+        b"mail 3"
+    ]
+    assert _metric(daemon, "trimix_messages_stored_total") == 1
+    await daemon.http.aclose()
+    store.close()
