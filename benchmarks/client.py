@@ -14,6 +14,13 @@ e2e_overhead_ms_per_hop_median  messages of one fragment sent one at a time: bob
                                 schedule), the receiver's durable store, and every link.
                                 Messages whose fragment was retransmitted are left out.
 e2e_overhead_ms_per_hop_p90     the same, 90th percentile
+machine_busy_latency_phase      the share of the machine's CPU time that was busy during the
+                                latency phase (all processes; Linux only, else absent)
+cores_latency_phase             CPU seconds per second of each kind of process during that
+                                phase: the two clients, the two gateways, the six mixes, the
+                                three authorities (Linux only, else absent). Every daemon of
+                                the testnet shares this machine's cores: where they are all
+                                busy, a packet waits for its process's turn at every hop
 client_cpu_us_per_packet        CPU time of alice's process (threads included) per packet she
                                 put on her link (real and cover), during the goodput phase
 goodput_bytes_per_second        user bytes bob received per second while alice sent
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import struct
 import subprocess
@@ -51,6 +59,52 @@ from trimix.testnet import TestnetProcesses, plan_testnet, wait_for_consensus
 RATES = (200.0, 2.0, 2.0)
 HOPS = 5
 _TAG = struct.Struct(">Q")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU seconds of a process (all its threads); None off Linux."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_idle_seconds() -> float | None:
+    """Idle CPU seconds of the whole machine since boot (all cores); None off Linux."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")  # idle + iowait
+
+
+class CpuWindow:
+    """CPU seconds per second of groups of processes, and the machine's busy share, between
+    `__init__` and `result()`."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.started = time.monotonic()
+        self.idle = machine_idle_seconds()
+        self.cpu = {pid: cpu_seconds(pid) for pids in groups.values() for pid in pids}
+
+    def result(self) -> dict[str, object]:
+        elapsed = time.monotonic() - self.started
+        idle = machine_idle_seconds()
+        cores: dict[str, float] = {}
+        for name, pids in self.groups.items():
+            used = 0.0
+            for pid in pids:
+                before, after = self.cpu[pid], cpu_seconds(pid)
+                if before is None or after is None:
+                    return {}
+                used += after - before
+            cores[name] = round(used / elapsed, 3)
+        if idle is None or self.idle is None or elapsed <= 0:
+            return {}
+        busy = 1 - (idle - self.idle) / elapsed / (os.cpu_count() or 1)
+        return {"machine_busy_latency_phase": round(busy, 3), "cores_latency_phase": cores}
 
 
 def progress(text: str) -> None:
@@ -114,7 +168,9 @@ async def measure(plan_dir: Path, args: argparse.Namespace) -> dict[str, object]
                 alice_config, on_emit=lambda e: emitted.append((time.time(), e))
             ) as alice:
                 await trio.sleep(2.0)
+                window = CpuWindow(process_groups(processes, bob_process.pid))
                 overheads = await latency_phase(alice, bob_address, arrivals, emitted, args)
+                load = window.result()
                 cpu, goodput, sent_count = await goodput_phase(
                     alice, bob_address, arrivals, emitted, args, len(overheads[1])
                 )
@@ -127,6 +183,7 @@ async def measure(plan_dir: Path, args: argparse.Namespace) -> dict[str, object]
             "e2e_overhead_ms_per_hop_median": round(statistics.median(ordered), 2),
             "e2e_overhead_ms_per_hop_p90": round(ordered[int(0.9 * (len(ordered) - 1))], 2),
             "latency_samples": len(ordered),
+            **load,
             "client_cpu_us_per_packet": round(cpu, 1),
             "goodput_bytes_per_second": round(goodput),
             "delivered": delivered,
@@ -141,6 +198,17 @@ async def measure(plan_dir: Path, args: argparse.Namespace) -> dict[str, object]
             bob_process.kill()
             bob_process.wait(timeout=10)
         processes.stop_all()
+
+
+def process_groups(processes: TestnetProcesses, receiver: int) -> dict[str, list[int]]:
+    """The pids of the measured client (this process) and the receiver, and the daemons."""
+    groups: dict[str, list[int]] = {"clients": [os.getpid(), receiver]}
+    plural = {"mix": "mixes", "gateway": "gateways"}
+    nodes = {node.name: plural[node.role] for node in processes.plan.nodes}
+    for name, process in processes.running.items():
+        kind = nodes.get(name, "authorities")
+        groups.setdefault(kind, []).append(process.pid)
+    return groups
 
 
 async def latency_phase(
