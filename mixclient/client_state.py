@@ -124,6 +124,10 @@ class StateLimits:
     max_delivered: int = 1_000_000
     max_inbound_bytes: int = 64 * 2**20
     max_inbox_messages: int = 4096
+    max_inbox_bytes: int = 256 * 2**20
+    """Messages waiting for the application, in bytes (one is always let in when the inbox is
+    empty): without it 4096 messages of 1 MiB from anyone who knows the address could wait
+    on the user's disk while no application reads them."""
     max_surb_keys: int = 100_000
 
     def __post_init__(self) -> None:
@@ -441,8 +445,13 @@ class ClientState(SqliteStore):
             ).fetchone()
             queue = envelope is not None and known is None
             if queue:
-                count = db.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
-                if count >= self._limits.max_inbox_messages:
+                count, held = db.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(envelope)), 0) FROM inbox"
+                ).fetchone()
+                assert envelope is not None
+                if count >= self._limits.max_inbox_messages or (
+                    count and held + len(envelope) > self._limits.max_inbox_bytes
+                ):
                     raise StateFullError("the inbox is full")
                 db.execute(
                     "INSERT INTO inbox (message_id, envelope) VALUES (?, ?)",

@@ -301,6 +301,16 @@ def test_inbound_and_inbox_are_bounded(tmp_path: Path) -> None:
         assert state.complete_inbound(mid(1), b"a")
         with pytest.raises(StateFullError):
             state.complete_inbound(mid(2), b"b")
+    with ClientState(tmp_path / "t", StateLimits(max_inbox_bytes=10)) as state:
+        assert state.complete_inbound(mid(1), bytes(8))
+        with pytest.raises(StateFullError):  # 8 + 5 bytes waiting for the application
+            state.complete_inbound(mid(2), bytes(5))
+        assert state.deliver_inbox(mid(1))
+        assert state.complete_inbound(mid(2), bytes(5))
+        assert state.deliver_inbox(mid(2))
+        assert state.complete_inbound(mid(3), bytes(50))  # alone, past the bound: let in
+        with pytest.raises(StateFullError):
+            state.complete_inbound(mid(4), bytes(1))
 
 
 def test_surb_keys_are_kept_until_their_epoch_passes(tmp_path: Path) -> None:
