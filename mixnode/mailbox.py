@@ -274,6 +274,7 @@ class MailboxStore(SqliteStore):
             ).fetchone()
             if row is None:
                 return 0
+            held = self._held(db)  # before the deletions
             mailbox_id = row[0]
             deleted = freed = 0
             for message_id in sorted(wanted):
@@ -291,7 +292,7 @@ class MailboxStore(SqliteStore):
                     " byte_count = byte_count - ? WHERE mailbox_id = ?",
                     (deleted, freed, mailbox_id),
                 )
-                self._held_bytes = self._held(db) - freed
+                self._held_bytes = held - freed
             return deleted
 
     def _mark_used(self, db: sqlite3.Connection, owner_key: bytes, now: float) -> None:

@@ -283,7 +283,10 @@ class NodeDaemon:
         if stores and self.mailboxes is not None:
             # Mail that has arrived is never thrown away: store it now, delay or not (its
             # SURB-ACKs are not sent: the senders retransmit, and the receiver drops copies).
-            self._store_batch(stores)
+            try:
+                self._store_batch(stores)
+            except MailboxStorageError:
+                self._count_store_failure(len(stores))
         lost = len(left) - len(stores)
         if lost:
             self.metrics.packets_dropped.labels("shutdown").inc(lost)
@@ -535,14 +538,19 @@ class NodeDaemon:
                 try:
                     acks = await trio.to_thread.run_sync(self._store_batch, batch)
                 except MailboxStorageError:
-                    # Disk full or failing: the batch is not stored, so no SURB-ACK goes
-                    # back and each sender sends again later. The gateway keeps forwarding.
-                    self.metrics.messages_refused.labels("store_failed").inc(len(batch))
-                    log.warning("the mailbox store failed; %d messages not stored", len(batch))
-                    await trio.sleep(STORE_RETRY_SECONDS)
-                    continue
+                    acks = None
+            if acks is None:
+                # Disk full or failing: the batch is not stored, so no SURB-ACK goes back
+                # and each sender sends again later. The gateway keeps forwarding.
+                self._count_store_failure(len(batch))
+                await trio.sleep(STORE_RETRY_SECONDS)
+                continue
             for ack in acks:  # only now that the messages are on disk
                 self._send(SendPacket(ack.first_hop, ack.packet))
+
+    def _count_store_failure(self, messages: int) -> None:
+        self.metrics.messages_refused.labels("store_failed").inc(messages)
+        log.warning("the mailbox store failed (disk full?): %d messages not stored", messages)
 
     def _store_batch(self, batch: list[StoreMessage]) -> list[AckPacket]:
         """Store a batch in one transaction; the SURB-ACKs of what was stored."""
