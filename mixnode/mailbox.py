@@ -17,8 +17,8 @@ Bounds: messages and payload bytes per mailbox, mailboxes in all, and payload by
 mailboxes together (`MailboxLimits.max_total_bytes`). Anyone may send to any mailbox, and
 anyone may register mailboxes (within the gateway's budgets), so without the last bound the
 disk would be the limit: `max_mailboxes` × `max_bytes` is terabytes. The total is kept in
-memory, counted from the database when the store opens and whenever a write fails, and set
-again by `counts`.
+memory: counted from the database at its first use and again after an expiry or a failed
+write, and set again by `counts`.
 
 Every method is one short transaction under a lock, so the daemon may call it from
 ``trio.to_thread.run_sync`` as well as from the event loop. No exception message and no repr
