@@ -27,15 +27,22 @@ def _metric(daemon: NodeDaemon, name: str, **labels: str) -> float:
     return daemon.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
-async def test_a_failing_store_drops_the_batch_counted_and_the_gateway_goes_on(
-    tmp_path: Path,
-) -> None:
-    plan = plan_testnet(tmp_path / "net")
-    config = load_node_config(plan.gateways[0].config)
-    daemon = NodeDaemon(
+def _gateway(directory: Path, limits: str = "") -> NodeDaemon:
+    """A gateway's daemon object from a generated configuration, with `limits` added to its
+    [limits] table."""
+    path = plan_testnet(directory).gateways[0].config
+    path.write_text(path.read_text().replace("[limits]\n", f"[limits]\n{limits}"))
+    config = load_node_config(path)
+    return NodeDaemon(
         config, read_key_file(config.identity_key_file),
         LinkKey(read_secret_file(config.link_key_file)),
     )
+
+
+async def test_a_failing_store_drops_the_batch_counted_and_the_gateway_goes_on(
+    tmp_path: Path,
+) -> None:
+    daemon = _gateway(tmp_path)
     store = daemon.mailboxes
     assert store is not None
     mailbox = store.register(OWNER, now=0.0)
@@ -56,6 +63,27 @@ async def test_a_failing_store_drops_the_batch_counted_and_the_gateway_goes_on(
     assert [Delivery.from_bytes(m.payload).payload for m in store.fetch(OWNER, limit=4)] == [
         b"mail 3"
     ]
+    assert _metric(daemon, "trimix_messages_stored_total") == 1
+    await daemon.http.aclose()
+    store.close()
+
+
+async def test_the_configured_bound_on_all_mailboxes_refuses_what_passes_it(
+    tmp_path: Path,
+) -> None:
+    daemon = _gateway(tmp_path, "mailbox_store_max_bytes = 40\n")
+    store = daemon.mailboxes
+    assert store is not None and store.limits.max_total_bytes == 40
+    mailbox = store.register(OWNER, now=0.0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(daemon._store_deliveries)
+        for n in range(3):  # 23 bytes stored each (kind, SURB id, "mail n")
+            daemon._deliveries_in.send_nowait(_delivery(mailbox, n))
+        with trio.fail_after(10):
+            while _metric(daemon, "trimix_messages_refused_total", reason="store_full") < 2:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert len(store.fetch(OWNER, limit=4)) == 1
     assert _metric(daemon, "trimix_messages_stored_total") == 1
     await daemon.http.aclose()
     store.close()

@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 
 from directory.descriptor import Role
-from mixnode.node_config import SAMPLE_CONFIG, NodeConfigError, parse_node_config
+from mixnode.node_config import (
+    SAMPLE_CONFIG,
+    Limits,
+    NodeConfigError,
+    parse_node_config,
+)
 
 KEY = "ab" * 32
 
@@ -73,3 +78,9 @@ def test_authorities_are_checked() -> None:
     document["authorities"] = [{"public_key": KEY, "url": "http://a"}] * 2
     with pytest.raises(NodeConfigError, match="twice"):
         parse_node_config(document, base=Path("."))
+
+
+def test_the_sample_lists_every_limit_at_its_default() -> None:
+    assert _sample()["limits"] == {
+        name: getattr(Limits(), name) for name in Limits.__dataclass_fields__
+    }
