@@ -49,6 +49,9 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path, where benchmarks/directory.py
 # would shadow the `directory` package.
 _HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(_HERE))  # for proc_stats (also in multiprocessing's children)
+from proc_stats import cpu_seconds, machine_idle_seconds
+
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 import trio
@@ -59,24 +62,6 @@ from trimix.testnet import TestnetProcesses, plan_testnet, wait_for_consensus
 RATES = (200.0, 2.0, 2.0)
 HOPS = 5
 _TAG = struct.Struct(">Q")
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User and system CPU seconds of a process (all its threads); None off Linux."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_idle_seconds() -> float | None:
-    """Idle CPU seconds of the whole machine since boot (all cores); None off Linux."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    except OSError:
-        return None
-    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")  # idle + iowait
 
 
 class CpuWindow:
