@@ -39,7 +39,7 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from directory import (  # noqa: E402
+from directory import (
     Address,
     AuthoritySignature,
     DirectoryError,
@@ -57,17 +57,17 @@ from directory import (  # noqa: E402
     sign_vote,
     verify_consensus,
 )
-from directory.canonical import pack  # noqa: E402
-from directory.compute import counted_votes, valid_reveals  # noqa: E402
-from directory.relay import decode_relay_index, encode_relay_index  # noqa: E402
-from directory.shared_random import (  # noqa: E402
+from directory.canonical import pack
+from directory.compute import counted_votes, valid_reveals
+from directory.relay import decode_relay_index, encode_relay_index
+from directory.shared_random import (
     decode_reveal_set,
     encode_reveal_set,
     reveal_for,
 )
-from directory.signatures import digest  # noqa: E402
-from directory.vote import MAX_VOTE_SIZE, read_vote_prefix  # noqa: E402
-from sphinx_packets import Geometry  # noqa: E402
+from directory.signatures import digest
+from directory.vote import MAX_VOTE_SIZE, read_vote_prefix
+from sphinx_packets import Geometry
 
 AUTHORITIES = 5
 

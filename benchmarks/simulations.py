@@ -39,9 +39,9 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from simulations import SimConfig, run  # noqa: E402
-from simulations.comparison import compare  # noqa: E402
-from simulations.emulate import emulate  # noqa: E402
+from simulations import SimConfig, run
+from simulations.comparison import compare
+from simulations.emulate import emulate
 
 GIB = 1 << 30
 

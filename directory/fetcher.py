@@ -15,9 +15,10 @@ the current one expires; `on_consensus` hears of each new one.
 
 from __future__ import annotations
 
-import json
 import contextlib
+import json
 import logging
+import math
 import os
 import random
 import tempfile
@@ -28,6 +29,7 @@ from pathlib import Path
 import httpx
 import trio
 
+from directory.clock_skew import NOTICE_SECONDS, ClockSkew
 from directory.consensus import MAX_CONSENSUS_SIZE, Consensus
 from directory.counters import Counters
 from directory.endpoints import AuthorityEndpoint
@@ -84,6 +86,11 @@ class ConsensusFetcher:
         unavailable, rejected."""
         self.current: Consensus | None = None
         """The consensus of the current epoch, once `run` has it."""
+        self.clock_skew = ClockSkew(len(self.authorities))
+        """How far this machine's clock is from the authorities' (`directory.clock_skew`)."""
+        self.last_failure: str | None = None
+        """What the last `fetch` that found nothing was told, for an error made of it."""
+        self._skew_warned_at = -math.inf
         self._documents: dict[int, Consensus] = {}
         self._http_client = http_client
 
@@ -107,16 +114,17 @@ class ConsensusFetcher:
         if cached is not None:
             self.counters.increment("consensus.from_cache")
             return self._remember(cached)
-        order = list(self.authorities)
+        order = list(range(len(self.authorities)))
         self.rng.shuffle(order)
         failures = []
         async with contextlib.AsyncExitStack() as stack:
             client = self._http_client or await stack.enter_async_context(
                 httpx.AsyncClient(timeout=self.request_timeout)
             )
-            for position, authority in enumerate(order):
+            for position, source in enumerate(order):
+                authority = self.authorities[source]
                 try:
-                    document = await self._get(client, authority, epoch)
+                    document = await self._get(client, source, epoch)
                     consensus = self.verify(document, epoch)
                 except DirectoryError as error:
                     self.counters.increment(f"consensus.{_outcome(error)}")
@@ -127,11 +135,27 @@ class ConsensusFetcher:
                     continue
                 self.counters.increment("consensus.fetched")
                 self._write_cache(epoch, document)
+                self.last_failure = None
+                self._warn_of_skew()
                 return self._remember(consensus)
-        raise ConsensusUnavailableError(
+        skew = self.clock_skew.describe()
+        self.last_failure = (
             f"no valid consensus for epoch {epoch} from {len(order)} authorities: "
             + "; ".join(failures)
+            + ("" if skew is None else f"; {skew}")
         )
+        self._warn_of_skew()
+        raise ConsensusUnavailableError(self.last_failure)
+
+    def _warn_of_skew(self) -> None:
+        """Warn (at most once an epoch) while the clock is off by a tenth of an epoch or more:
+        enough to ask for the wrong epoch's consensus near every boundary."""
+        length = self.clock.length_ms / 1000
+        skew = self.clock_skew.describe(max(NOTICE_SECONDS, length / 10))
+        now = self.now()
+        if skew is not None and now - self._skew_warned_at >= max(length, 60.0):
+            self._skew_warned_at = now
+            log.warning("%s", skew)
 
     async def run(
         self,
@@ -189,16 +213,18 @@ class ConsensusFetcher:
             delay = min(delay * 2, max(1.0, self.clock.length_ms / 1000 / 8))
         return None
 
-    async def _get(
-        self, client: httpx.AsyncClient, authority: AuthorityEndpoint, epoch: int
-    ) -> bytes:
+    async def _get(self, client: httpx.AsyncClient, source: int, epoch: int) -> bytes:
+        sent = self.now()
         reply = await bounded_request(
             client,
             "GET",
-            authority.route(f"/v1/consensus/{epoch}"),
+            self.authorities[source].route(f"/v1/consensus/{epoch}"),
             max_body=MAX_CONSENSUS_SIZE,
             timeout=self.request_timeout,
         )
+        if reply.server_time is not None:
+            received = self.now() - reply.body_seconds
+            self.clock_skew.observe(source, reply.server_time, sent, max(sent, received))
         if reply.status != 200:
             raise ConsensusUnavailableError(f"HTTP {reply.status}: {_reason(reply.body)}")
         return reply.body

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import httpx
 import trio
 
+from directory.clock_skew import parse_http_date
 from directory.errors import DirectoryError
 
 IDENTITY = {"accept-encoding": "identity"}
@@ -24,6 +25,10 @@ OCTET_STREAM = {"content-type": "application/octet-stream", "accept-encoding": "
 class HttpReply:
     status: int
     body: bytes
+    server_time: float | None = None
+    """The answer's `Date` header in POSIX seconds (None if absent or malformed)."""
+    body_seconds: float = 0.0
+    """How long the body took to arrive after the head (which the `Date` was written for)."""
 
 
 class PeerError(DirectoryError):
@@ -50,6 +55,7 @@ async def bounded_request(
         try:
             headers = IDENTITY if content is None else OCTET_STREAM
             async with client.stream(method, url, content=content, headers=headers) as response:
+                head_at = trio.current_time()
                 declared = response.headers.get("content-length")
                 if declared is not None and (not declared.isdigit() or int(declared) > max_body):
                     raise PeerError("too_large", f"an answer of more than {max_body} bytes")
@@ -60,7 +66,12 @@ async def bounded_request(
                     body += chunk
                     if len(body) > max_body:
                         raise PeerError("too_large", f"an answer of more than {max_body} bytes")
-                return HttpReply(response.status_code, bytes(body))
+                return HttpReply(
+                    response.status_code,
+                    bytes(body),
+                    parse_http_date(response.headers.get("date")),
+                    trio.current_time() - head_at,
+                )
         except httpx.HTTPError as error:
             raise PeerError("unreachable", describe(error)) from None
     raise PeerError("timed_out", f"no complete answer within {timeout:.3g} s")

@@ -546,9 +546,11 @@ class Client:
                     )
                 )
         except trio.TooSlowError:
+            last = fetcher.last_failure
             raise DirectoryUnavailableError(
                 f"no verified consensus within {config.startup_timeout:g} s: are the "
                 "authorities reachable, and do they agree?"
+                + ("" if last is None else f" (last answer: {last})")
             ) from None
         registration = await trio.to_thread.run_sync(state.registration)
         gateway_id = self._choose_gateway(registration)

@@ -460,7 +460,7 @@ class LinkServer:
             await self._handler(connection)
         except LinkClosed:
             pass
-        except Exception as exc:  # noqa: BLE001 (a bug in the handler must not stop the server)
+        except Exception as exc:  # a bug in the handler must not stop the server
             _log_handler_error(exc, self._count)
         finally:
             await connection.aclose()
@@ -714,7 +714,7 @@ class PeerLinks:
                     continue
                 try:
                     self._on_frame(peer.key, frame)
-                except Exception as exc:  # noqa: BLE001 (a bug in on_frame must not stop the links)
+                except Exception as exc:  # a bug in on_frame must not stop the links
                     _log_handler_error(exc, self._count)
         finally:
             scope.cancel()

@@ -30,6 +30,7 @@ import httpx
 import hypercorn.config
 import hypercorn.trio
 import trio
+import trio.lowlevel
 from prometheus_client import make_asgi_app
 
 from directory.consensus import Consensus
@@ -442,7 +443,7 @@ class NodeDaemon:
             # scheduler its turn at least every millisecond, or its packets leave late.
             now = trio.current_time()
             if now - yielded > 0.001:
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
                 yielded = trio.current_time()
 
     async def _serve_client(self, connection: LinkConnection) -> None:
