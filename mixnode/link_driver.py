@@ -41,6 +41,7 @@ from mixnode.link import (
     LinkError,
     LinkEvent,
 )
+from mixnode.rate_limit import AddressBudgets
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ LINK_OUTCOMES: tuple[str, ...] = (
     "handshake_timeout",  # the handshake did not finish within handshake_timeout
     "refused_unauthorized",  # authorize(peer key) returned False
     "refused_capacity",  # over the total or per-address connection cap
+    "refused_rate",  # over the address's budget of new connections (before the handshake)
     "frame_error",  # a bad frame after the handshake (AEAD failure, kind, length, padding)
     "idle_timeout",  # no frame received for idle_timeout
     "send_timeout",  # a write did not complete within send_timeout (peer not reading)
@@ -380,7 +382,10 @@ class LinkServer:
         timings: LinkTimings = LinkTimings(),
         max_connections: int = 1024,
         max_connections_per_address: int = 16,
+        new_connections_per_address: AddressBudgets | None = None,
     ) -> None:
+        """`new_connections_per_address`: how many connections one address may open (each
+        costs a responder handshake); the default admits 64 at once and 8 a second after."""
         if max_connections < 1 or max_connections_per_address < 1:
             raise ValueError("connection caps must be at least 1")
         LinkCore.responder(local_private, frame_body_size)  # validate the arguments now
@@ -395,6 +400,7 @@ class LinkServer:
         self._max_per_address = max_connections_per_address
         self._active = 0
         self._per_address: dict[str, int] = {}
+        self._new_connections = new_connections_per_address or AddressBudgets(8.0, 64)
 
     def __repr__(self) -> str:
         return f"LinkServer(active={self._active}, max_connections={self._max_connections})"
@@ -430,6 +436,10 @@ class LinkServer:
             self._count("refused_capacity")
             await trio.aclose_forcefully(stream)
             return
+        if not self._new_connections.admit(source, trio.current_time()):
+            self._count("refused_rate")
+            await trio.aclose_forcefully(stream)
+            return
         self._active += 1
         self._per_address[source] = self._per_address.get(source, 0) + 1
         try:
@@ -460,7 +470,7 @@ class LinkServer:
             await self._handler(connection)
         except LinkClosed:
             pass
-        except Exception as exc:  # a bug in the handler must not stop the server
+        except Exception as exc:  # noqa: BLE001 (a bug in the handler must not stop the server)
             _log_handler_error(exc, self._count)
         finally:
             await connection.aclose()
@@ -714,7 +724,7 @@ class PeerLinks:
                     continue
                 try:
                     self._on_frame(peer.key, frame)
-                except Exception as exc:  # a bug in on_frame must not stop the links
+                except Exception as exc:  # noqa: BLE001 (a bug in on_frame must not stop the links)
                     _log_handler_error(exc, self._count)
         finally:
             scope.cancel()

@@ -6,6 +6,7 @@ Relative paths are relative to the configuration file. `SAMPLE_CONFIG` is what
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ url = "http://192.0.2.1:8440"
 [limits]                            # optional; these are the defaults
 max_connections = 2000
 max_connections_per_address = 32
+new_connections_per_address_per_second = 8.0  # links one address (an IPv6 /64) may open:
+new_connections_burst_per_address = 64  # this many at once, then this many a second
 handshake_timeout = 5.0             # seconds for the whole Noise handshake
 idle_timeout = 180.0
 queue_capacity = 100000             # packets waiting for their delay
@@ -77,6 +80,8 @@ class NodeConfigError(Exception):
 class Limits:
     max_connections: int = 2000
     max_connections_per_address: int = 32
+    new_connections_per_address_per_second: float = 8.0
+    new_connections_burst_per_address: int = 64
     handshake_timeout: float = 5.0
     idle_timeout: float = 180.0
     queue_capacity: int = 100_000
@@ -265,7 +270,7 @@ def _limits(table: Mapping[str, Any]) -> Limits:
         if isinstance(default, int):
             ok = type(value) is int and value >= 1
         else:
-            ok = type(value) in (int, float) and value > 0
+            ok = type(value) in (int, float) and 0 < value < math.inf
             value = float(value)
         if not ok:
             raise NodeConfigError(f"limits.{name} must be a positive number")

@@ -64,7 +64,7 @@ from mixnode.packet_pipeline import (
     StoreMessage,
     known_nodes,
 )
-from mixnode.rate_limit import RegistrationBudgets, TokenBucket
+from mixnode.rate_limit import AddressBudgets, RegistrationBudgets, TokenBucket
 from mixnode.replay_filter import ReplayFilters
 from mixnode.scheduler import DelayScheduler, SchedulerTask
 from mixnode.surb_ack import AckPacket, ack_packet
@@ -268,6 +268,10 @@ class NodeDaemon:
             timings=self._timings,
             max_connections=limits.max_connections,
             max_connections_per_address=limits.max_connections_per_address,
+            new_connections_per_address=AddressBudgets(
+                limits.new_connections_per_address_per_second,
+                limits.new_connections_burst_per_address,
+            ),
         )
 
     async def _drain(self) -> None:

@@ -1,5 +1,6 @@
-"""How much a client link may ask of its gateway: token buckets per link, for the packets it
-sends into the network and for the mailbox frames it fetches.
+"""Token buckets: how much a client link may ask of its gateway (the packets it sends into
+the network, the mailbox frames it fetches), and how many new mailboxes and new links one
+network address may have.
 
 A trimix client sends one Poisson process at λ_P + λ_L + λ_D (the consensus's client
 rates), whether its user is busy or idle. A link that sends much more is no such client:
@@ -26,12 +27,21 @@ many an hour after; an IPv6 address counts by its /64, which one host usually ho
 Reopening a mailbox that exists costs nothing. The table of addresses is bounded and kept
 in memory only; no address is ever logged or counted by name.
 
+New links are budgeted per network address the same way (`AddressBudgets`, used by
+`mixnode.link_driver.LinkServer`): the responder's side of a Noise handshake costs a node
+about 1 ms of CPU (1.1 ms measured over loopback, the accept and the Trio task included), so
+one host that opened links and completed handshakes in a loop, within the cap on connections
+at once, could take a node's core from every other peer. A peer holds one long-lived link
+and reconnects with backoff, so an address gets a burst of new links at once and a few a
+second after; past that a connection is closed before its handshake, counted.
+
 `TokenBucket` is the sans-I/O state: time comes in with each call.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -107,25 +117,31 @@ def address_key(source: str) -> str:
     return str(address)
 
 
-class RegistrationBudgets:
-    """New mailboxes per network address: `per_hour` at once and `per_hour` an hour after,
+class AddressBudgets:
+    """Events per network address (`address_key`): `burst` at once and `per_second` after,
     for at most `max_addresses` addresses at a time (the least recently seen are forgotten,
     which can only give them a fresh budget, never take one away from anybody)."""
 
-    def __init__(self, per_hour: int, *, max_addresses: int = 10_000) -> None:
-        if isinstance(per_hour, bool) or not isinstance(per_hour, int) or per_hour < 1:
-            raise ValueError("per_hour must be a positive integer")
+    def __init__(self, per_second: float, burst: float, *, max_addresses: int = 10_000) -> None:
         if max_addresses < 1:
             raise ValueError("max_addresses must be positive")
-        self._allowance = Allowance(factor=1.0, floor=per_hour / 3600, burst_seconds=3600.0)
+        if isinstance(burst, bool) or not isinstance(burst, int | float) or not burst >= 1:
+            raise ValueError("burst must be at least 1")
+        if isinstance(per_second, bool) or not isinstance(per_second, int | float) or not (
+            0 < per_second < math.inf
+        ):
+            raise ValueError("per_second must be a positive number")
+        self._allowance = Allowance(
+            factor=1.0, floor=per_second, burst_seconds=burst / per_second
+        )
         self._max = max_addresses
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
     def __repr__(self) -> str:
-        return f"RegistrationBudgets(addresses={len(self._buckets)})"  # never an address
+        return f"{type(self).__name__}(addresses={len(self._buckets)})"  # never an address
 
     def admit(self, source: str, now: float) -> bool:
-        """Whether `source` may register a new mailbox now (and, if so, it is counted)."""
+        """Whether `source` may have one more event now (and, if so, it is counted)."""
         key = address_key(source)
         bucket = self._buckets.pop(key, None)
         if bucket is None:
@@ -134,3 +150,12 @@ class RegistrationBudgets:
         while len(self._buckets) > self._max:
             self._buckets.popitem(last=False)
         return bucket.admit(now, 0.0)
+
+
+class RegistrationBudgets(AddressBudgets):
+    """New mailboxes per network address: `per_hour` at once and `per_hour` an hour after."""
+
+    def __init__(self, per_hour: int, *, max_addresses: int = 10_000) -> None:
+        if isinstance(per_hour, bool) or not isinstance(per_hour, int) or per_hour < 1:
+            raise ValueError("per_hour must be a positive integer")
+        super().__init__(per_hour / 3600, per_hour, max_addresses=max_addresses)

@@ -265,7 +265,7 @@ class BloomReplayFilter:
         """Map an existing filter; a missing, truncated or corrupt file is a `ReplayFilterError`."""
         path = Path(path)
         try:
-            file = open(path, "r+b")  # owned by the filter until close()
+            file = open(path, "r+b")  # noqa: SIM115 -- owned by the filter until close()
         except OSError as error:
             raise ReplayFilterError(
                 f"cannot open replay filter {path}: {error.strerror}"

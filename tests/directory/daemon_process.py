@@ -31,7 +31,7 @@ def start_daemon(
             trimix_authority("run", "--config", str(config)),
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=preexec_fn,  # only resource limits, set before exec
+            preexec_fn=preexec_fn,  # noqa: PLW1509 - only resource limits, set before exec
         )
     processes.append(process)
     return process

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import trio
@@ -14,8 +15,10 @@ from mixnode.link_driver import (
     LinkClosed,
     LinkConnection,
     LinkServer,
+    initiate_link,
     open_link,
 )
+from mixnode.rate_limit import AddressBudgets
 from tests.mixnode.link_helpers import (
     ALICE,
     BOB,
@@ -38,7 +41,7 @@ def _server(
     tally: Tally,
     authorize: Callable[[bytes], bool] = lambda key: True,
     handshake_timeout: float = 1.0,
-    **caps: int,
+    **caps: Any,
 ) -> LinkServer:
     return LinkServer(
         BOB.private,
@@ -210,6 +213,43 @@ async def test_connection_caps_per_address_and_in_total() -> None:
             await wait_until(lambda: server.active_connections == 0)
             nursery.cancel_scope.cancel()
     assert tally.counts == {"refused_capacity": 2, "handshake_ok": 1, "handshake_failed": 3}
+
+
+async def test_an_address_that_opens_links_in_a_loop_is_cut_off_before_its_handshakes() -> None:
+    """A peer that completes handshakes as fast as it can (each costs the responder's CPU)
+    gets its burst, then is closed before the handshake, counted; a peer at another address
+    is served meanwhile, and the flooding address gets a link again once its budget refills."""
+    tally = Tally()
+    with trio.fail_after(TEST_DEADLINE):
+        async with trio.open_nursery() as nursery:
+            server = _server(tally, new_connections_per_address=AddressBudgets(2.0, 5))
+            port = await nursery.start(server.serve, HOST, 0)
+            opened = refused = 0
+            started = trio.current_time()
+            while opened + refused < 40:
+                try:
+                    connection = await _open(port)
+                except LinkClosed:
+                    refused += 1
+                    continue
+                opened += 1
+                await connection.aclose()
+            elapsed = trio.current_time() - started
+            assert 5 <= opened <= 5 + 2.0 * elapsed + 1
+            assert refused == 40 - opened
+            await wait_until(lambda: tally["refused_rate"] == refused)
+            assert tally["handshake_ok"] == opened and tally["handshake_failed"] == 0
+
+            stream = await trio.open_tcp_stream(HOST, port, local_address="127.0.0.2")
+            other = await initiate_link(stream, ALICE.private, BOB.public, BODY_SIZE, timings=TIMINGS)
+            await _round_trip(other, b"another address")
+            await other.aclose()
+
+            await trio.sleep(0.6)  # one new link a half second
+            again = await _open(port)
+            await _round_trip(again, b"later")
+            await again.aclose()
+            nursery.cancel_scope.cancel()
 
 
 async def test_the_handler_learns_the_peers_address_and_no_repr_shows_it() -> None:

@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mixnode.rate_limit import Allowance, RegistrationBudgets, TokenBucket, address_key
+from mixnode.rate_limit import (
+    AddressBudgets,
+    Allowance,
+    RegistrationBudgets,
+    TokenBucket,
+    address_key,
+)
 
 ALLOWANCE = Allowance(factor=3.0, floor=50.0, burst_seconds=2.0)
 
@@ -114,3 +120,22 @@ def test_the_table_of_addresses_is_bounded() -> None:
     assert repr(budgets) == "RegistrationBudgets(addresses=100)"
     with pytest.raises(ValueError):
         RegistrationBudgets(0)
+
+
+def test_new_links_per_address_come_in_a_burst_then_a_few_a_second() -> None:
+    budgets = AddressBudgets(8.0, 64)
+    assert sum(budgets.admit("203.0.113.5", 0.0) for _ in range(100)) == 64
+    assert budgets.admit("198.51.100.1", 0.0)  # another address is not held up
+    assert sum(budgets.admit("203.0.113.5", 1.0) for _ in range(100)) == 8
+    assert sum(budgets.admit("203.0.113.5", 1.5) for _ in range(100)) == 4
+    assert repr(budgets) == "AddressBudgets(addresses=2)"
+
+
+@pytest.mark.parametrize(
+    ("per_second", "burst"),
+    [(0.0, 64), (-1.0, 64), (float("inf"), 64), (float("nan"), 64), (8.0, 0), (8.0, 0.5),
+     (True, 64), (8.0, float("nan"))],
+)
+def test_address_budgets_refuse_rates_that_are_no_budget(per_second: float, burst: float) -> None:
+    with pytest.raises(ValueError, match="per_second|burst"):
+        AddressBudgets(per_second, burst)
