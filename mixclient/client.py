@@ -83,6 +83,7 @@ from mixclient.cover_streams import CoverSchedule, Emission, StreamKind, StreamR
 from mixclient.e2e import E2EError, E2EKeyPair, open_sealed, seal
 from mixclient.envelope import Envelope, EnvelopeError, EnvelopeKind
 from mixclient.fragments import MAX_USER_MESSAGE_SIZE, Reassembler, fragment
+from mixclient.loop_tracker import LoopTracker
 from mixclient.payload_framing import (
     Frame,
     FrameKind,
@@ -119,7 +120,8 @@ MESSAGE_INFO = b"trimix message v1"
 MAX_REPLY_SURBS = 100
 """The most reply SURBs one anonymous message may carry (556 bytes each by default)."""
 LOOP_MARGIN = 5.0
-"""Seconds a loop may take beyond the delays drawn for it before it counts as lost."""
+"""Seconds a loop may take beyond the delays drawn for it before it may count as lost (once
+the mailbox is also found drained after that: `mixclient.loop_tracker`)."""
 MAX_POLLS_IN_FLIGHT = 8
 """FETCHes sent whose answers have not been read yet, at most (then the schedule waits)."""
 _NO_NEW_MAILBOX = {
@@ -298,8 +300,7 @@ class Client:
         self._counts: dict[str, int] = dict.fromkeys(
             (
                 "packets_sent", "real_sent", "cover_payload", "cover_loop", "cover_drop",
-                "loops_returned", "loops_lost", "retransmissions", "acks_received",
-                "link_reconnects", "polls",
+                "retransmissions", "acks_received", "link_reconnects", "polls",
             ),
             0,
         )
@@ -309,7 +310,7 @@ class Client:
         )
         self._outgoing: dict[bytes, _Outgoing] = {}
         self._ack_keys: dict[bytes, tuple[SURBKeys, bytes, int]] = {}
-        self._loops: OrderedDict[bytes, float] = OrderedDict()
+        self._loops = LoopTracker(max_tracked=_MAX_TRACKED_LOOPS)
         self._conversations: OrderedDict[bytes, ClientAddress] = OrderedDict()
         self._acks_to_send: list[bytes] = []
         self._inbox_event = trio.Event()
@@ -337,8 +338,8 @@ class Client:
             real_sent=c["real_sent"],
             cover_sent={"payload": c["cover_payload"], "loop": c["cover_loop"],
                         "drop": c["cover_drop"]},
-            loops_returned=c["loops_returned"],
-            loops_lost=c["loops_lost"],
+            loops_returned=self._loops.returned_count,
+            loops_lost=self._loops.lost_count,
             retransmissions=c["retransmissions"],
             acks_received=c["acks_received"],
             link_reconnects=c["link_reconnects"],
@@ -767,6 +768,8 @@ class Client:
             fetched = await gateway.receive_fetch(self.config.fetch_count, deadline=deadline)
             self._counts["polls"] += 1
             self._acks_to_send.extend(await self._take(fetched))
+            if len(fetched) < self.config.fetch_count:  # fillers: nothing more was waiting
+                self._loops.drained(sent_at)
 
     # --- what arrives ----------------------------------------------------------------------
 
@@ -814,9 +817,7 @@ class Client:
                 done.append(item.message_id)
                 continue
             if frame.kind is FrameKind.LOOP:
-                if self._loops.pop(frame.message_id, None) is not None:
-                    self._counts["loops_returned"] += 1
-                else:
+                if not self._loops.returned(frame.message_id):
                     self._dropped["unmatched_loop"] += 1
             elif frame.kind is FrameKind.DATA:
                 if not self._reassembler.is_delivered(frame.message_id):
@@ -1149,10 +1150,7 @@ class Client:
         loop_id = os.urandom(16)
         route = loop_route(self._consensus, self._gateway_id, self._own_mailbox(), self._rng)
         frame = Frame(FrameKind.LOOP, loop_id, 0, 1, 0, b"")
-        self._loops[loop_id] = now + route.delay_ms / 1000 + LOOP_MARGIN
-        while len(self._loops) > _MAX_TRACKED_LOOPS:
-            self._loops.popitem(last=False)
-            self._counts["loops_lost"] += 1
+        self._loops.sent(loop_id, now + route.delay_ms / 1000 + LOOP_MARGIN)
         return create_packet(geometry, route.hops, encode_user_payload(geometry, frame))
 
     def _drop_packet(self) -> bytes:
@@ -1222,12 +1220,7 @@ class Client:
                             "the message was not delivered"
                         ),
                     )
-            while self._loops:
-                loop_id, deadline = next(iter(self._loops.items()))
-                if deadline > now:
-                    break
-                del self._loops[loop_id]
-                self._counts["loops_lost"] += 1
+            self._loops.expire()
 
     # --- helpers ---------------------------------------------------------------------------
 
