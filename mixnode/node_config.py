@@ -50,8 +50,8 @@ url = "http://192.0.2.1:8440"
 [limits]                            # optional; these are the defaults
 max_connections = 2000
 max_connections_per_address = 32
-new_connections_per_address_per_second = 8.0  # links one address (an IPv6 /64) may open:
-new_connections_burst_per_address = 64  # this many at once, then this many a second
+new_connections_burst_per_address = 64  # new links from one address (an IPv6 /64):
+new_connections_per_address_per_second = 8.0  # this many at once, then this many a second
 handshake_timeout = 5.0             # seconds for the whole Noise handshake
 idle_timeout = 180.0
 queue_capacity = 100000             # packets waiting for their delay
