@@ -20,6 +20,12 @@ disk would be the limit: `max_mailboxes` × `max_bytes` is terabytes. The total 
 memory: counted from the database at its first use and again after an expiry or a failed
 write, and set again by `counts`.
 
+The ids of all mailboxes are kept in memory too (at most `max_mailboxes` of them), so that
+`may_exist` answers on the event loop: most of what exits at a gateway is cover addressed
+to a mailbox nobody has (a client's drop packets), and the daemon refuses it without a trip
+to a worker thread and a query. The set is read from the database at open, kept with every
+registration and expiry, and read again after a failed write.
+
 Every method is one short transaction under a lock, so the daemon may call it from
 ``trio.to_thread.run_sync`` as well as from the event loop. No exception message and no repr
 holds a mailbox id, an owner key or payload bytes. A failing database (disk full, I/O error)
@@ -145,7 +151,14 @@ class MailboxStore(SqliteStore):
         self._rng = rng
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._held_bytes: int | None = None  # payload bytes in all mailboxes; None: count them
+        self._ids: set[bytes] | None = None  # every mailbox's id; None: read them again
         self._open(self._path)
+        try:
+            with self._locked() as db:
+                self._known_ids(db)
+        except BaseException:
+            self._db.close()
+            raise
 
     def __repr__(self) -> str:
         return f"MailboxStore({self._path.name!r})"
@@ -172,7 +185,21 @@ class MailboxStore(SqliteStore):
                 yield db
         except BaseException:
             self._held_bytes = None
+            self._ids = None
             raise
+
+    def _known_ids(self, db: sqlite3.Connection) -> set[bytes]:
+        """The ids of all mailboxes (under the lock)."""
+        if self._ids is None:
+            self._ids = {bytes(row[0]) for row in db.execute("SELECT mailbox_id FROM mailboxes")}
+        return self._ids
+
+    def may_exist(self, mailbox_id: bytes) -> bool:
+        """False only if no mailbox has the id `mailbox_id`. Answered from memory, without
+        the lock or a query, so the event loop may ask; True also when that is not known at
+        the moment (after a failed write, until the next `store_many` reads the ids again)."""
+        ids = self._ids
+        return ids is None or mailbox_id in ids
 
     def _held(self, db: sqlite3.Connection) -> int:
         """Payload bytes in all mailboxes (under the lock)."""
@@ -207,6 +234,7 @@ class MailboxStore(SqliteStore):
                 "INSERT INTO mailboxes (mailbox_id, owner_key, last_used) VALUES (?, ?, ?)",
                 (mailbox_id, owner_key, now),
             )
+            self._known_ids(db).add(mailbox_id)  # forgotten if the commit fails
             return mailbox_id
 
     def mailbox_of(self, owner_key: bytes) -> bytes | None:
@@ -321,6 +349,7 @@ class MailboxStore(SqliteStore):
         outcomes = []
         with self._write() as db:
             held = self._held(db)
+            self._known_ids(db)
             for mailbox_id, payload in deliveries:
                 row = None
                 if isinstance(mailbox_id, bytes) and len(mailbox_id) == MAILBOX_ID_SIZE:
@@ -371,7 +400,11 @@ class MailboxStore(SqliteStore):
                 " (SELECT mailbox_id FROM mailboxes WHERE last_used <= ?)",
                 (cutoff,),
             )
-            return db.execute("DELETE FROM mailboxes WHERE last_used <= ?", (cutoff,)).rowcount
+            gone = db.execute(
+                "DELETE FROM mailboxes WHERE last_used <= ? RETURNING mailbox_id", (cutoff,)
+            ).fetchall()
+            self._known_ids(db).difference_update(bytes(row[0]) for row in gone)
+            return len(gone)
 
     def counts(self) -> MailboxCounts:
         """Totals for metrics: mailboxes, messages and payload bytes held."""

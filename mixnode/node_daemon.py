@@ -528,7 +528,12 @@ class NodeDaemon:
             self.metrics.packets_dropped.labels("link_queue_full").inc()
 
     async def _store_deliveries(self) -> None:
-        """Store due deliveries in batches, one transaction (one fsync) each, off the loop."""
+        """Store due deliveries in batches, one transaction (one fsync) each, off the loop.
+        A delivery to a mailbox that does not exist (most are a client's drop cover) is
+        refused here, from memory, without the trip to a worker thread."""
+        mailboxes = self.mailboxes
+        assert mailboxes is not None
+        unknown = self.metrics.messages_refused.labels(StoreOutcome.UNKNOWN_MAILBOX.value)
         async for first in self._deliveries_out:
             batch = [first]
             while len(batch) < 256:
@@ -536,6 +541,12 @@ class NodeDaemon:
                     batch.append(self._deliveries_out.receive_nowait())
                 except trio.WouldBlock:
                     break
+            wanted = [action for action in batch if mailboxes.may_exist(action.recipient_id)]
+            if len(wanted) < len(batch):
+                unknown.inc(len(batch) - len(wanted))
+            if not wanted:
+                continue
+            batch = wanted
             # Shielded: a batch taken off the channel is stored even if the stop cancels
             # this task now (`_drain` stores only what is still in the channel; a delivery
             # handed to this task as the drain ended would otherwise be lost).

@@ -87,3 +87,35 @@ async def test_the_configured_bound_on_all_mailboxes_refuses_what_passes_it(
     assert _metric(daemon, "trimix_messages_stored_total") == 1
     await daemon.http.aclose()
     store.close()
+
+
+async def test_deliveries_to_unknown_mailboxes_are_refused_without_the_store(
+    tmp_path: Path,
+) -> None:
+    """Drop cover exits at a gateway addressed to mailboxes nobody has: the delivery task
+    refuses it from memory, counted, and does not open a transaction for it. The store is
+    made read-only, so any write attempted for those deliveries would count `store_failed`."""
+    daemon = _gateway(tmp_path)
+    store = daemon.mailboxes
+    assert store is not None
+    mailbox = store.register(OWNER, now=0.0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(daemon._store_deliveries)
+        store._db.execute("PRAGMA query_only = ON")
+        for n in range(50):
+            daemon._deliveries_in.send_nowait(_delivery(bytes([n]) * 32, n))
+        with trio.fail_after(10):
+            while _metric(daemon, "trimix_messages_refused_total", reason="unknown_mailbox") < 50:
+                await trio.sleep(0.01)
+        assert _metric(daemon, "trimix_messages_refused_total", reason="store_failed") == 0
+        store._db.execute("PRAGMA query_only = OFF")
+        daemon._deliveries_in.send_nowait(_delivery(bytes(32), 50))
+        daemon._deliveries_in.send_nowait(_delivery(mailbox, 51))  # a real one is stored
+        with trio.fail_after(10):
+            while not store.fetch(OWNER, limit=4):
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert _metric(daemon, "trimix_messages_refused_total", reason="unknown_mailbox") == 51
+    assert _metric(daemon, "trimix_messages_stored_total") == 1
+    await daemon.http.aclose()
+    store.close()

@@ -180,6 +180,30 @@ def test_expiry_of_unused_mailboxes(store: MailboxStore) -> None:
     assert store.register(ALICE, now=300.0) != alice  # a fresh mailbox, a fresh address
 
 
+def test_may_exist_knows_every_mailbox_from_memory(tmp_path: Path) -> None:
+    """`may_exist` is False exactly for ids no mailbox has: through registrations, a
+    reopen (read from the file), expiry, and a registration whose commit failed."""
+    stranger = bytes(range(MAILBOX_ID_SIZE))
+    with open_store(tmp_path) as store:
+        assert not store.may_exist(stranger)
+        alice = store.register(ALICE, now=0.0)
+        assert store.may_exist(alice) and not store.may_exist(stranger)
+    store = open_store(tmp_path, seed=2)  # fresh mailbox ids
+    assert store.may_exist(alice) and not store.may_exist(stranger)
+    bob = store.register(BOB, now=50.0)
+    assert store.expire(now=100.0) == 1
+    assert not store.may_exist(alice) and store.may_exist(bob)
+    store._db.execute("PRAGMA query_only = ON")  # the test's stand-in for a failing disk
+    with pytest.raises(MailboxStorageError):
+        store.register(ALICE, now=101.0)
+    assert store.may_exist(stranger)  # not known after the failure: ask the database
+    store._db.execute("PRAGMA query_only = OFF")
+    assert store.store(stranger, b"x", now=102.0) is StoreOutcome.UNKNOWN_MAILBOX
+    assert not store.may_exist(stranger) and store.may_exist(bob)  # read again
+    assert store.mailbox_of(ALICE) is None
+    store.close()
+
+
 def test_polls_write_the_last_use_once_per_thousandth_of_the_expiry(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:  # expire_after = 100 s: a write per 0.1 s at most
         store.register(ALICE, now=0.0)
