@@ -144,6 +144,9 @@ _LINK_ERRORS = (
 INBOUND_SWEEP_SECONDS = 60.0
 """How often fragments of messages the reassembly gave up are dropped from the store."""
 BUILD_AHEAD = 0.1
+
+STABLE_LINK_SECONDS = 30.0
+"""A gateway link that served this long resets the reconnection backoff."""
 """Seconds ahead of their slots that packets are built (at least the next slot's always)."""
 _MAX_TRACKED_LOOPS = 10_000
 _MAX_CONVERSATIONS = 10_000
@@ -175,6 +178,10 @@ class ClientStats:
     already delivered: retransmissions make these), and the reassembler's refusals
     (`conflicting_fragment`, `bad_layout`, `too_large`, `table_full`, `buffer_full`).
     Anyone who knows the address can put things in the mailbox; they end here."""
+    slots_unroutable: int = 0
+    """Stream slots that passed with no packet because no path could be built: this
+    client's gateway, or every node of a layer, is missing from the consensus (a warning is
+    logged once an epoch). A fragment's try is spent as if sent, and retransmitted later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,9 +308,11 @@ class Client:
             (
                 "packets_sent", "real_sent", "cover_payload", "cover_loop", "cover_drop",
                 "retransmissions", "acks_received", "link_reconnects", "polls",
+                "slots_unroutable",
             ),
             0,
         )
+        self._unroutable_warned = -1  # the epoch of the last "no path" warning
         self._dropped: Counter[str] = Counter()
         self._reassembly_counters = Counters(
             "trimix_client_reassembly_events", "Client reassembly by outcome."
@@ -345,6 +354,7 @@ class Client:
             link_reconnects=c["link_reconnects"],
             polls=c["polls"],
             dropped=self._dropped_by_reason(),
+            slots_unroutable=c["slots_unroutable"],
         )
 
     def _dropped_by_reason(self) -> dict[str, int]:
@@ -702,19 +712,27 @@ class Client:
         self._link_up.set()
 
     async def _link_forever(self) -> None:
+        """Keep a link to the gateway. After a failure, wait a jittered backoff that doubles
+        with each failure (0.25-0.5 s first, at most 30 s), and starts again from the first
+        only after a link that served `STABLE_LINK_SECONDS`: a gateway that takes the link
+        and then fails it at once (broken, or hostile) is not called in a loop."""
         attempt = 0
         while True:
+            opened_at: float | None = None
             try:
                 if self._gateway is None:
                     await self._open_link()
                     self._counts["link_reconnects"] += 1
                     log.info("gateway link reopened")
-                attempt = 0
+                opened_at = trio.current_time()
                 await self._poll_forever(self._gateway)
             except _LINK_ERRORS as error:
                 log.info("gateway link lost (%s)", type(error).__name__)
             await self._drop_link()
-            attempt += 1
+            served = opened_at is not None and (
+                trio.current_time() - opened_at >= STABLE_LINK_SECONDS
+            )
+            attempt = 1 if served else attempt + 1
             await trio.sleep(backoff_delay(attempt, initial=0.5, maximum=30.0, rng=self._rng))
 
     async def _drop_link(self) -> None:
@@ -1056,13 +1074,14 @@ class Client:
         next slot is further away than a few builds take, so that a build never runs into a
         slot: the link shows the slot times, not what a real or a cover packet cost to build.
         """
-        ready: deque[tuple[Emission[_Job], _Prepared]] = deque()
+        ready: deque[tuple[Emission[_Job], _Prepared | None]] = deque()  # None: no path
         build_seconds = 0.001  # running mean of the time one build takes
         while True:
             now = trio.current_time()
             if ready and ready[0][0].at <= now:
                 emission, prepared = ready.popleft()
-                await self._send_prepared(prepared, emission.at)
+                if prepared is not None:
+                    await self._send_prepared(prepared, emission.at)
                 continue
             room = ready[0][0].at - now if ready else math.inf
             horizon = ready[-1][0].at - now if ready else -math.inf
@@ -1079,8 +1098,9 @@ class Client:
             else:  # every stream is off: look again when the rates may have changed
                 await trio.sleep(1.0)
 
-    def _prepare(self, emission: Emission[_Job]) -> _Prepared:
-        """The packet for a slot (real if it took a job and the job still needs sending)."""
+    def _prepare(self, emission: Emission[_Job]) -> _Prepared | None:
+        """The packet for a slot (real if it took a job and the job still needs sending);
+        None, the slot passing empty, if no path can be built in this consensus."""
         job = emission.packet
         if isinstance(job, _ReplyJob):
             return _Prepared(job.packet, job=job)
@@ -1090,9 +1110,20 @@ class Client:
                 packet, keys, forward_ms, ack_ms = built
                 return _Prepared(packet, job=job, keys=keys, delay_ms=forward_ms, ack_ms=ack_ms)
         # A cover slot (or a real slot whose fragment was acknowledged or cannot be routed).
-        if emission.kind is StreamKind.LOOP:
-            return _Prepared(self._loop_packet(emission.at), stream="loop")
-        return _Prepared(self._drop_packet(), stream=emission.kind.value)
+        try:
+            if emission.kind is StreamKind.LOOP:
+                return _Prepared(self._loop_packet(emission.at), stream="loop")
+            return _Prepared(self._drop_packet(), stream=emission.kind.value)
+        except RouteError:
+            self._counts["slots_unroutable"] += 1
+            epoch = self._consensus.epoch
+            if epoch != self._unroutable_warned:
+                self._unroutable_warned = epoch
+                log.warning(
+                    "no path through the network: this client's gateway or a whole layer is "
+                    "missing from the consensus; nothing is sent until it is back"
+                )
+            return None
 
     async def _send_prepared(self, prepared: _Prepared, due: float) -> None:
         job = prepared.job

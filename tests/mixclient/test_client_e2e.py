@@ -7,6 +7,7 @@ that hundreds of messages fit in seconds. Tests run in file order: the last ones
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import os
@@ -25,6 +26,19 @@ from scipy import stats as scipy_stats
 
 from mixclient import Client, ClientConfig, NoReplySurbsError, ReceivedMessage
 from mixclient.address import ClientAddress
+from mixnode.gateway_protocol import (
+    Delivery,
+    Fetch,
+    Message,
+    MessageKind,
+    Registered,
+    decode_request,
+    encode_reply,
+)
+from mixnode.key_ring import read_secret_file
+from mixnode.link import Frame, FrameKind
+from mixnode.link_driver import LinkConnection, LinkServer
+from mixnode.node_config import load_node_config
 from tests.mixclient.client_process import payload
 from trimix.testnet import PlannedNode, TestnetPlan, TestnetProcesses, plan_testnet
 
@@ -330,6 +344,100 @@ async def test_a_link_lost_while_a_poll_is_taken_loses_no_message(
         finally:
             release.set()
     assert [digest(m.data) for m in got] == [digest(data)], f"{len(got)} messages, not 1"
+
+
+async def test_a_byzantine_gateway_stops_nothing_and_is_retried_with_growing_backoff(
+    testnet: tuple[TestnetPlan, TestnetProcesses],
+) -> None:
+    """A compromised entry gateway: an impostor holding gateway-1's link key, on its client
+    port, answers with garbage, with junk mail, with nothing at all, and with answers of the
+    wrong kind, a way per connection. carol's client neither ends nor hands junk to the app:
+    it counts what it drops, and it tries again with a growing backoff, not in a loop (each
+    impostor link opens, then fails within seconds). Once the real gateway is back, mail
+    flows both ways."""
+    plan, processes = testnet
+    entry, other = plan.gateways
+    node_config = load_node_config(entry.config)
+    assert node_config.client_listen is not None
+    host, port = node_config.client_listen
+    geometry = node_config.geometry
+    carol_config = dataclasses.replace(
+        ClientConfig.from_toml(plan.client_config("byzantine-carol", gateway=entry)),
+        link_timeout=2.0,
+    )
+    dave_config = ClientConfig.from_toml(plan.client_config("byzantine-dave", gateway=other))
+    modes = ("garbage", "junk", "silent", "wrong_kind")
+    connections: list[str] = []
+
+    async def impostor(connection: LinkConnection) -> None:
+        mode = modes[len(connections) % len(modes)]
+        connections.append(mode)
+        await connection.receive()  # the REGISTER
+        if mode == "garbage":
+            await connection.send(Frame(FrameKind.CONTROL, b"\xee" * 40))
+        else:
+            await connection.send(Frame(FrameKind.CONTROL, encode_reply(Registered(mailbox))))
+        fetches = 0
+        while True:  # until the client closes the link (LinkClosed ends the handler)
+            frame = await connection.receive()
+            if frame.kind is not FrameKind.CONTROL or mode in ("garbage", "silent"):
+                continue  # the client's packets, or a FETCH the impostor leaves unanswered
+            request = decode_request(frame.body)
+            if not isinstance(request, Fetch):
+                continue
+            fetches += 1
+            if mode == "junk" and fetches > 3:
+                return  # the impostor hangs up
+            replies: list[Registered | Message] = []
+            for n in range(request.count):
+                if mode == "wrong_kind":
+                    replies.append(Registered(mailbox))
+                elif n % 2:
+                    delivery = Delivery(MessageKind.FORWARD, bytes(16), os.urandom(
+                        geometry.user_payload_size))
+                    replies.append(Message(os.urandom(16), delivery.to_bytes()))
+                else:
+                    delivery = Delivery(MessageKind.SURB_REPLY, os.urandom(16), os.urandom(
+                        geometry.payload_size))
+                    replies.append(Message(os.urandom(16), delivery.to_bytes()))
+            await connection.send_many([Frame(FrameKind.CONTROL, encode_reply(r)) for r in replies])
+
+    async with Client(carol_config) as carol, Client(dave_config) as dave:
+        mailbox = ClientAddress.parse(carol.address).mailbox_id
+        received: list[ReceivedMessage] = []
+        with trio.fail_after(200):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(collect, carol, 1, received)
+                processes.kill(entry.name)
+                killed_at = trio.current_time()
+                server = LinkServer(
+                    read_secret_file(node_config.link_key_file), geometry.packet_size, impostor,
+                    authorize=lambda _key: True,
+                )
+                async with trio.open_nursery() as hostile:
+                    await hostile.start(server.serve, host, port)
+                    await trio.sleep(25)
+                    hostile.cancel_scope.cancel()
+                assert received == [], "the impostor's junk reached the app"
+                dropped = carol.stats.dropped
+                await restart_node(processes, entry)
+                await carol.send(dave.address, b"after the impostor")
+                got: list[ReceivedMessage] = []
+                await collect(dave, 1, got)
+                await dave.send(carol.address, b"and back")
+        assert [m.data for m in got] == [b"after the impostor"]
+        assert [m.data for m in received] == [b"and back"]
+        # Meanwhile gateway-1 was missing from the consensus (10 s epochs): carol's slots
+        # passed empty, at their times (a client that raced through its schedule instead
+        # would have sent nothing for hours after, and `send` above would not have returned).
+        unroutable = carol.stats.slots_unroutable
+        assert 0 < unroutable <= sum(RATES) * (trio.current_time() - killed_at)
+    assert set(modes) <= set(connections), f"the impostor saw only {connections}"
+    # Backoff: 0.25-0.5 s, then twice that after each failure, whatever the link did before
+    # failing, up to 30 s. A client that started afresh after every link that opened came
+    # back about every second: 19 times in 20 s.
+    assert len(connections) <= 8, f"{len(connections)} connections in 25 s: {connections}"
+    assert dropped.get("undecodable", 0) >= 1 and dropped.get("unmatched_reply", 0) >= 1
 
 
 async def test_a_killed_mix_does_not_lose_or_duplicate_messages(

@@ -11,6 +11,7 @@ import trio
 from directory.keyfile import read_key_file
 from mixnode.gateway_protocol import Delivery, MessageKind
 from mixnode.key_ring import LinkKey, read_secret_file
+from mixnode.mailbox import MailboxStore
 from mixnode.node_config import load_node_config
 from mixnode.node_daemon import NodeDaemon
 from mixnode.packet_pipeline import StoreMessage
@@ -39,13 +40,20 @@ def _gateway(directory: Path, limits: str = "") -> NodeDaemon:
     )
 
 
+
+def _gateway_with_a_mailbox(
+    directory: Path, limits: str = ""
+) -> tuple[NodeDaemon, MailboxStore, bytes]:
+    """`_gateway`, its mailbox store, and OWNER's mailbox there."""
+    daemon = _gateway(directory, limits)
+    store = daemon.mailboxes
+    assert store is not None
+    return daemon, store, store.register(OWNER, now=0.0)
+
 async def test_a_failing_store_drops_the_batch_counted_and_the_gateway_goes_on(
     tmp_path: Path,
 ) -> None:
-    daemon = _gateway(tmp_path)
-    store = daemon.mailboxes
-    assert store is not None
-    mailbox = store.register(OWNER, now=0.0)
+    daemon, store, mailbox = _gateway_with_a_mailbox(tmp_path)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(daemon._store_deliveries)
         store._db.execute("PRAGMA query_only = ON")  # the test's stand-in for a failing disk
@@ -71,10 +79,8 @@ async def test_a_failing_store_drops_the_batch_counted_and_the_gateway_goes_on(
 async def test_the_configured_bound_on_all_mailboxes_refuses_what_passes_it(
     tmp_path: Path,
 ) -> None:
-    daemon = _gateway(tmp_path, "mailbox_store_max_bytes = 40\n")
-    store = daemon.mailboxes
-    assert store is not None and store.limits.max_total_bytes == 40
-    mailbox = store.register(OWNER, now=0.0)
+    daemon, store, mailbox = _gateway_with_a_mailbox(tmp_path, "mailbox_store_max_bytes = 40\n")
+    assert store.limits.max_total_bytes == 40
     async with trio.open_nursery() as nursery:
         nursery.start_soon(daemon._store_deliveries)
         for n in range(3):  # 23 bytes stored each (kind, SURB id, "mail n")
@@ -95,10 +101,7 @@ async def test_deliveries_to_unknown_mailboxes_are_refused_without_the_store(
     """Drop cover exits at a gateway addressed to mailboxes nobody has: the delivery task
     refuses it from memory, counted, and does not open a transaction for it. The store is
     made read-only, so any write attempted for those deliveries would count `store_failed`."""
-    daemon = _gateway(tmp_path)
-    store = daemon.mailboxes
-    assert store is not None
-    mailbox = store.register(OWNER, now=0.0)
+    daemon, store, mailbox = _gateway_with_a_mailbox(tmp_path)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(daemon._store_deliveries)
         store._db.execute("PRAGMA query_only = ON")
