@@ -144,10 +144,9 @@ _LINK_ERRORS = (
 INBOUND_SWEEP_SECONDS = 60.0
 """How often fragments of messages the reassembly gave up are dropped from the store."""
 BUILD_AHEAD = 0.1
-
+"""Seconds ahead of their slots that packets are built (at least the next slot's always)."""
 STABLE_LINK_SECONDS = 30.0
 """A gateway link that served this long resets the reconnection backoff."""
-"""Seconds ahead of their slots that packets are built (at least the next slot's always)."""
 _MAX_TRACKED_LOOPS = 10_000
 _MAX_CONVERSATIONS = 10_000
 
