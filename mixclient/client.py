@@ -1187,6 +1187,8 @@ class Client:
         """A packet through every layer to a random gateway and a mailbox nobody has."""
         geometry = self.config.geometry
         gateways = self._consensus.gateways
+        if not gateways:  # every gateway down for an epoch: this client's own is too
+            raise RouteError("the consensus lists no gateway")
         frame = Frame(FrameKind.DROP, os.urandom(16), 0, 1, 0, b"")
         route = forward_route(
             self._consensus, self._gateway_id, self._rng.choice(gateways), os.urandom(32),
