@@ -27,7 +27,7 @@ import struct
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,7 +134,7 @@ class CryptoWorkers:
         *,
         is_gateway: bool,
         expected_items: int,
-        on_outcome: Callable[[Outcome, float], None],
+        on_outcome: Callable[[Outcome, float, Hashable], None],
         on_busy: Callable[[], None],
     ) -> None:
         self.count = count
@@ -147,7 +147,8 @@ class CryptoWorkers:
         self._processes: list[subprocess.Popen[bytes]] = []
         self._streams: list[trio.SocketStream] = []
         self._outboxes: list[trio.MemorySendChannel[bytes]] = []
-        self._arrivals: list[deque[float]] = [deque() for _ in range(count)]
+        # Per worker, (arrival time, source) of each packet in flight, in the order sent.
+        self._arrivals: list[deque[tuple[float, Hashable]]] = [deque() for _ in range(count)]
         self._room = [trio.Semaphore(MAX_IN_FLIGHT) for _ in range(count)]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -210,19 +211,20 @@ class CryptoWorkers:
             except trio.WouldBlock:
                 self.on_busy()
 
-    async def submit(self, packet: bytes, arrival: float) -> None:
+    async def submit(self, packet: bytes, arrival: float, source: Hashable = None) -> None:
         """Hand `packet` to its worker, waiting while that worker has no room. With room it
         returns without a checkpoint (a checkpoint per packet cost the main process more than
-        the hand-off itself); the caller yields to the scheduler on its own time."""
+        the hand-off itself); the caller yields to the scheduler on its own time. `arrival`
+        and `source` (the peer it came from) are handed back with its outcome."""
         index = worker_for(packet, self.count)
         room = self._room[index]
         try:
             room.acquire_nowait()
         except trio.WouldBlock:
             await room.acquire()
-        self._enqueue(index, packet, arrival)
+        self._enqueue(index, packet, arrival, source)
 
-    def submit_nowait(self, packet: bytes, arrival: float) -> None:
+    def submit_nowait(self, packet: bytes, arrival: float, source: Hashable = None) -> None:
         """Hand `packet` to its worker, or drop it (counted) if that worker has no room."""
         index = worker_for(packet, self.count)
         try:
@@ -230,11 +232,11 @@ class CryptoWorkers:
         except trio.WouldBlock:
             self.on_busy()
             return
-        self._enqueue(index, packet, arrival)
+        self._enqueue(index, packet, arrival, source)
 
-    def _enqueue(self, index: int, packet: bytes, arrival: float) -> None:
+    def _enqueue(self, index: int, packet: bytes, arrival: float, source: Hashable) -> None:
         self._outboxes[index].send_nowait(record(PACKET, packet))  # room was reserved
-        self._arrivals[index].append(arrival)
+        self._arrivals[index].append((arrival, source))
 
     async def _feed(
         self, stream: trio.SocketStream, outbox: trio.MemoryReceiveChannel[bytes]
@@ -259,12 +261,12 @@ class CryptoWorkers:
             for kind, body in split_records(buffer):
                 if kind not in (OUTCOME, FORWARD) or not arrivals:
                     continue
-                arrival = arrivals.popleft()
+                arrival, source = arrivals.popleft()
                 self._room[index].release()
                 outcome = decode_outcome(kind, body)
                 if isinstance(outcome, Scheduled):
                     outcome = Scheduled(arrival + outcome.deadline, outcome.action)
-                self.on_outcome(outcome, arrival)
+                self.on_outcome(outcome, arrival, source)
 
 
 def worker_main(

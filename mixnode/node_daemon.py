@@ -21,7 +21,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
@@ -432,15 +432,16 @@ class NodeDaemon:
         return peer_static_key in self._node_link_keys
 
     async def _serve_node(self, connection: LinkConnection) -> None:
+        source = connection.peer_static_key  # its packets share one part of a full scheduler
         yielded = trio.current_time()
         while True:
             frame = await connection.receive()
             if frame.kind is FrameKind.PACKET:
                 if self.workers is not None and self.pipeline is not None:
                     self._received["node"].inc()
-                    await self.workers.submit(frame.body, trio.current_time())
+                    await self.workers.submit(frame.body, trio.current_time(), source)
                 else:
-                    self._on_packet(frame.body, "node")
+                    self._on_packet(frame.body, "node", source)
             elif frame.kind is FrameKind.CONTROL:
                 self.metrics.count_link_event("unexpected_control")
             # Frames that came in one read are handed out without a checkpoint: give the
@@ -454,6 +455,7 @@ class NodeDaemon:
         assert self.mailboxes is not None
         limits = self.config.limits
         packets = TokenBucket(limits.client_packets, trio.current_time())
+        source = connection.peer_static_key
         fetches = TokenBucket(limits.client_fetches, trio.current_time())
 
         def rates() -> tuple[float, float]:
@@ -473,7 +475,7 @@ class NodeDaemon:
                 self._received["client"].inc()
                 self.metrics.packets_dropped.labels("client_rate").inc()
                 return
-            self._on_packet(packet, "client")
+            self._on_packet(packet, "client", source)
 
         await serve_client(
             connection,
@@ -487,23 +489,26 @@ class NodeDaemon:
             ),
         )
 
-    def _on_packet(self, packet: bytes, link: str) -> None:
+    def _on_packet(self, packet: bytes, link: str, source: bytes) -> None:
+        """Take one packet from a link; `source` is the peer's static key (never shown)."""
         self._received[link].inc()
         pipeline = self.pipeline
         if pipeline is None:  # no consensus yet: no keys to unwrap with
             self.metrics.packets_dropped.labels("not_ready").inc()
             return
         if self.workers is not None:
-            self.workers.submit_nowait(packet, trio.current_time())
+            self.workers.submit_nowait(packet, trio.current_time(), source)
             return
-        self._on_outcome(pipeline.process(packet, trio.current_time()))
+        self._on_outcome(pipeline.process(packet, trio.current_time()), 0.0, source)
 
-    def _on_outcome(self, outcome: Outcome, arrival: float = 0.0) -> None:
+    def _on_outcome(self, outcome: Outcome, arrival: float, source: Hashable) -> None:
+        del arrival
         if isinstance(outcome, Dropped):
             self.metrics.packets_dropped.labels(outcome.reason).inc()
             return
         assert isinstance(outcome, Scheduled)
-        self.scheduler.push(outcome.deadline, outcome.action, cover=False)  # refusals counted
+        # Refusals and evictions are counted by the scheduler.
+        self.scheduler.push(outcome.deadline, outcome.action, source=source)
 
     def _on_due(self, actions: list[SendPacket | StoreMessage | LoopReturned]) -> None:
         for action in actions:

@@ -6,13 +6,19 @@ address. docs/OPERATING.md lists every metric and what to alert on.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from mixnode.packet_pipeline import DROP_REASONS
 
 QUEUE_DROP_REASONS = (
-    "cover_evicted", "cover_refused", "real_refused", "link_queue_full", "workers_busy", "shutdown", "not_ready",
-    "client_rate"
+    "cover_evicted", "cover_refused", "real_evicted", "real_refused", "link_queue_full",
+    "workers_busy", "shutdown", "not_ready", "client_rate",
 )
 
 

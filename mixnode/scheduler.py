@@ -7,20 +7,27 @@ deadline and hands every due item to a callback; never a task per packet.
 
 Overload policy, when the heap holds `capacity` items:
 
+* a cover item (the node's own loops and drops) is refused (``cover_refused``);
 * a real (forwarded) item evicts the queued cover item with the latest deadline, if there is
-  one (``cover_evicted``), else it is refused (``real_refused``);
-* a cover item (the node's own loops and drops) is refused (``cover_refused``).
+  one (``cover_evicted``);
+* else the real items are shared fairly among their sources (the peer each came from): the
+  source holding the most queued items gives up its item with the latest deadline
+  (``real_evicted``), unless the newcomer's own source holds as many, in which case the
+  newcomer is refused (``real_refused``). So one peer that floods a node with valid packets
+  fills only its own share of the heap: the others' packets are still taken. Among sources
+  holding equally many, the one whose latest item is latest gives it up.
 
-Costs: `push` and each popped item O(log n); an evicted entry is marked dead and skipped
-when it reaches the top, and the heaps are rebuilt (O(n)) whenever dead entries outnumber
-live ones, so memory stays O(capacity) and the amortized cost stays O(log n).
+Costs: `push` and each popped item O(log n), an overloaded real push also O(sources); an
+evicted entry is marked dead and skipped when it reaches the top, and the heaps are rebuilt
+(O(n)) whenever dead entries outnumber live ones, so memory stays O(capacity) and the
+amortized cost stays O(log n).
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from types import MappingProxyType
 from typing import Generic, Literal, TypeVar
 
@@ -28,10 +35,22 @@ import trio
 
 T = TypeVar("T")
 
-DropReason = Literal["cover_evicted", "cover_refused", "real_refused"]
-DROP_REASONS: tuple[DropReason, ...] = ("cover_evicted", "cover_refused", "real_refused")
+DropReason = Literal["cover_evicted", "cover_refused", "real_evicted", "real_refused"]
+DROP_REASONS: tuple[DropReason, ...] = (
+    "cover_evicted", "cover_refused", "real_evicted", "real_refused"
+)
 
 _COMPACT_SLACK = 64
+
+
+class _Cover:
+    """The class of cover items (a key no source can be)."""
+
+    def __repr__(self) -> str:
+        return "<cover>"
+
+
+_COVER = _Cover()
 
 
 class DelayScheduler(Generic[T]):
@@ -42,10 +61,13 @@ class DelayScheduler(Generic[T]):
             raise ValueError("capacity must be a positive integer")
         self._capacity = capacity
         self._seq = 0
-        self._heap: list[tuple[float, int, T, bool]] = []
-        # cover items, latest deadline first: (-deadline, -seq, seq)
-        self._cover_heap: list[tuple[float, int, int]] = []
-        self._live_cover: set[int] = set()
+        self._heap: list[tuple[float, int, T]] = []
+        # Per class (cover, or a real item's source): its items, latest deadline first, as
+        # (-deadline, -seq, seq); entries of items already popped are stale until compacted.
+        self._latest: dict[Hashable, list[tuple[float, int, int]]] = {}
+        self._live: dict[int, Hashable] = {}  # seq → class, for every queued item
+        self._counts: dict[Hashable, int] = {}  # class → how many of its items are queued
+        self._stale = 0
         self._evicted: set[int] = set()
         self._drops: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self._drops_view: Mapping[str, int] = MappingProxyType(self._drops)
@@ -54,7 +76,7 @@ class DelayScheduler(Generic[T]):
         return f"DelayScheduler({len(self)}/{self._capacity} queued)"
 
     def __len__(self) -> int:
-        return len(self._heap) - len(self._evicted)
+        return len(self._live)
 
     @property
     def capacity(self) -> int:
@@ -63,53 +85,103 @@ class DelayScheduler(Generic[T]):
     @property
     def cover_count(self) -> int:
         """How many queued items are cover."""
-        return len(self._live_cover)
+        return self._counts.get(_COVER, 0)
 
     @property
     def drops(self) -> Mapping[str, int]:
         """Items dropped so far, by reason (a live read-only view)."""
         return self._drops_view
 
-    def push(self, deadline: float, item: T, *, cover: bool = False) -> bool:
-        """Queue `item` until `deadline`; False if it was refused (see the overload policy)."""
+    def push(
+        self, deadline: float, item: T, *, cover: bool = False, source: Hashable = None
+    ) -> bool:
+        """Queue `item` until `deadline`; False if it was refused (see the overload policy).
+        `source` names where a real item came from (the peer's link key, say); items of
+        one source share one fair part of the heap under overload. Cover has no source."""
         if not math.isfinite(deadline):
             raise ValueError("a deadline must be a finite number")
-        if len(self) >= self._capacity:
+        key: Hashable = _COVER if cover else source
+        if len(self._live) >= self._capacity:
             if cover:
                 self._drops["cover_refused"] += 1
                 return False
-            if not self._evict_latest_cover():
-                self._drops["real_refused"] += 1
-                return False
-            self._drops["cover_evicted"] += 1
+            if self._evict_latest(_COVER):
+                self._drops["cover_evicted"] += 1
+            else:
+                victim = self._fattest_source()
+                if victim is None or self._counts.get(key, 0) >= self._counts[victim]:
+                    self._drops["real_refused"] += 1
+                    return False
+                self._evict_latest(victim)
+                self._drops["real_evicted"] += 1
         seq = self._seq
         self._seq = seq + 1
-        heapq.heappush(self._heap, (deadline, seq, item, cover))
-        if cover:
-            heapq.heappush(self._cover_heap, (-deadline, -seq, seq))
-            self._live_cover.add(seq)
+        heapq.heappush(self._heap, (deadline, seq, item))
+        latest = self._latest.get(key)
+        if latest is None:
+            latest = self._latest[key] = []
+        heapq.heappush(latest, (-deadline, -seq, seq))
+        self._live[seq] = key
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + 1
         return True
 
-    def _evict_latest_cover(self) -> bool:
-        cover_heap, live = self._cover_heap, self._live_cover
-        while cover_heap:
-            seq = heapq.heappop(cover_heap)[2]
-            if seq in live:
-                live.discard(seq)
-                self._evicted.add(seq)
-                if len(self._evicted) > len(self) + _COMPACT_SLACK:
-                    self._compact()
-                return True
-        return False
+    def _fattest_source(self) -> Hashable | None:
+        """The source with the most queued items (among equals, the one whose latest item is
+        latest); None when no real item is queued."""
+        counts = self._counts
+        most = max((n for key, n in counts.items() if key is not _COVER), default=0)
+        if most == 0:
+            return None
+        tied = [key for key, n in counts.items() if n == most and key is not _COVER]
+        if len(tied) == 1:
+            return tied[0]
+        # An entry is (-deadline, -seq, seq): the smallest is the latest item.
+        return min(tied, key=lambda key: self._latest_entry(key)[:2])
+
+    def _latest_entry(self, key: Hashable) -> tuple[float, int, int]:
+        """The top of `key`'s heap after dropping stale entries (the class has live items)."""
+        latest, live = self._latest[key], self._live
+        while latest[0][2] not in live:
+            heapq.heappop(latest)
+            self._stale -= 1
+        return latest[0]
+
+    def _evict_latest(self, key: Hashable) -> bool:
+        """Evict the queued item of class `key` with the latest deadline; False if none."""
+        if not self._counts.get(key):
+            return False
+        self._latest_entry(key)  # drops the stale entries above it
+        seq = heapq.heappop(self._latest[key])[2]
+        del self._live[seq]
+        self._uncount(key)
+        self._evicted.add(seq)
+        if len(self._evicted) > len(self) + _COMPACT_SLACK:
+            self._compact()
+        return True
+
+    def _uncount(self, key: Hashable) -> None:
+        left = self._counts[key] - 1
+        if left:
+            self._counts[key] = left
+        else:
+            del self._counts[key]
 
     def _compact(self) -> None:
-        """Drop dead entries from both heaps (O(n)); amortized over the evictions that made them."""
-        evicted = self._evicted
+        """Drop dead and stale entries from every heap (O(n)); amortized over the pops and
+        evictions that made them."""
+        evicted, live = self._evicted, self._live
         self._heap = [entry for entry in self._heap if entry[1] not in evicted]
         heapq.heapify(self._heap)
         evicted.clear()
-        self._cover_heap = [entry for entry in self._cover_heap if entry[2] in self._live_cover]
-        heapq.heapify(self._cover_heap)
+        rebuilt: dict[Hashable, list[tuple[float, int, int]]] = {}
+        for key, latest in self._latest.items():
+            kept = [entry for entry in latest if entry[2] in live]
+            if kept:
+                heapq.heapify(kept)
+                rebuilt[key] = kept
+        self._latest = rebuilt
+        self._stale = 0
 
     def _discard_dead_top(self) -> None:
         heap, evicted = self._heap, self._evicted
@@ -124,18 +196,24 @@ class DelayScheduler(Generic[T]):
     def pop_due_timed(self, now: float) -> list[tuple[float, T]]:
         """Remove and return (deadline, item) for every item due at `now`, in deadline order
         (arrival order among equal deadlines)."""
-        heap, evicted, live_cover = self._heap, self._evicted, self._live_cover
+        heap, evicted, live, counts = self._heap, self._evicted, self._live, self._counts
         due: list[tuple[float, T]] = []
         while heap and heap[0][0] <= now:
-            deadline, seq, item, cover = heapq.heappop(heap)
+            deadline, seq, item = heapq.heappop(heap)
             if seq in evicted:
                 evicted.discard(seq)
                 continue
-            if cover:
-                live_cover.discard(seq)
+            key = live.pop(seq)
+            left = counts[key] - 1
+            if left:
+                counts[key] = left
+            else:
+                del counts[key]
             due.append((deadline, item))
-        if len(self._cover_heap) > 2 * len(live_cover) + _COMPACT_SLACK:
-            self._compact()
+        if due:
+            self._stale += len(due)
+            if self._stale > len(live) + _COMPACT_SLACK:
+                self._compact()
         return due
 
     def pop_due(self, now: float) -> list[T]:
@@ -186,13 +264,15 @@ class SchedulerTask(Generic[T]):
         """Pushes refused because `drain` had finished."""
         return self._refused_closed
 
-    def push(self, deadline: float, item: T, *, cover: bool = False) -> bool:
+    def push(
+        self, deadline: float, item: T, *, cover: bool = False, source: Hashable = None
+    ) -> bool:
         """Queue `item` (see `DelayScheduler.push`); False if refused or after `drain`."""
         if self._closed:
             self._refused_closed += 1
             return False
         earliest = self._scheduler.next_deadline()
-        accepted = self._scheduler.push(deadline, item, cover=cover)
+        accepted = self._scheduler.push(deadline, item, cover=cover, source=source)
         if accepted and (earliest is None or deadline < earliest):
             self._wakeup.set()
         return accepted

@@ -157,11 +157,13 @@ def plan_testnet(
     lambda_m: float = 1.0,
     client_rates: tuple[float, float, float] = DEFAULT_CLIENT_RATES,
     registrations_per_hour: int = 100_000,
+    queue_capacity: int | None = None,
     now: Callable[[], float] = time.time,
 ) -> TestnetPlan:
     """Write keys and configurations for a whole network into `directory`. Every client of
     a local testnet comes from 127.0.0.1, so the gateways' budget of new mailboxes per
-    address is raised to `registrations_per_hour`."""
+    address is raised to `registrations_per_hour`. `queue_capacity`, if given, bounds each
+    node's delay queue (the nodes' default otherwise)."""
     directory.mkdir(parents=True, exist_ok=True)
     length_ms = round(epoch_seconds * 1000)
     # Epoch 1 began a moment ago, so that the first consensus (epoch 2) is built right away.
@@ -241,7 +243,10 @@ def plan_testnet(
             f'listen = "127.0.0.1:{planned.metrics_port}"\n\n'
             "[limits]\n"
             "shutdown_grace = 2.0\n"
-            f"registrations_per_address_per_hour = {registrations_per_hour}\n\n" + shared
+            f"registrations_per_address_per_hour = {registrations_per_hour}\n"
+            + ("" if queue_capacity is None else f"queue_capacity = {queue_capacity}\n")
+            + "\n"
+            + shared
         )
     plan = TestnetPlan(directory, clock, geometry, tuple(authorities), tuple(nodes))
     (directory / "testnet.json").write_text(json.dumps(plan.summary(), indent=2) + "\n")

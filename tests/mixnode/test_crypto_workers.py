@@ -71,10 +71,13 @@ async def test_two_workers_process_packets_and_refuse_replays(tmp_path: Path) ->
     own_id, next_id = rng.randbytes(32), rng.randbytes(32)
     next_key = ring.public_keys(EPOCH)[0]  # any valid public key will do for the next hop
     outcomes: list[tuple[Outcome, float]] = []
+    sources: dict[float, object] = {}
     busy: list[int] = []
     workers = CryptoWorkers(
         2, GEOMETRY, tmp_path, is_gateway=False, expected_items=10_000,
-        on_outcome=lambda outcome, arrival: outcomes.append((outcome, arrival)),
+        on_outcome=lambda outcome, arrival, source: (
+            outcomes.append((outcome, arrival)), sources.setdefault(arrival, source)
+        ),
         on_busy=lambda: busy.append(1),
     )
     packets = []
@@ -101,8 +104,8 @@ async def test_two_workers_process_packets_and_refuse_replays(tmp_path: Path) ->
             # more than the hand-off itself.
             with trio.testing.assert_no_checkpoints():
                 for index, packet in enumerate(packets):
-                    await workers.submit(packet, arrival=10.0 + index)
-            workers.submit_nowait(packets[3], arrival=50.0)  # a copy: its worker refuses it
+                    await workers.submit(packet, arrival=10.0 + index, source=f"peer {index}")
+            workers.submit_nowait(packets[3], 50.0, b"k")  # a copy: its worker refuses it
             while len(outcomes) < 21:
                 await trio.sleep(0.05)
             nursery.cancel_scope.cancel()
@@ -113,6 +116,7 @@ async def test_two_workers_process_packets_and_refuse_replays(tmp_path: Path) ->
         assert isinstance(outcome.action, SendPacket) and outcome.action.next_node_id == next_id
         index = round(arrival - 10.0)
         assert outcome.deadline == arrival + (100 + index) / 1000  # the delay from arrival
+        assert sources[arrival] == f"peer {index}"  # for the scheduler's fair shares
     assert [o for o, _ in outcomes if isinstance(o, Dropped)] == [Dropped("replay")]
     assert sorted(p.name for p in (tmp_path / "replay").iterdir()) == ["worker-0", "worker-1"]
     for path, header in headers.items():

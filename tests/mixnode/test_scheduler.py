@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
@@ -42,7 +43,9 @@ def test_a_full_heap_of_real_items_refuses_everything() -> None:
     assert scheduler.push(1.0, "r1") and scheduler.push(2.0, "r2")
     assert not scheduler.push(0.5, "r3")
     assert not scheduler.push(0.5, "c1", cover=True)
-    assert dict(scheduler.drops) == {"cover_evicted": 0, "cover_refused": 1, "real_refused": 1}
+    assert dict(scheduler.drops) == {
+        "cover_evicted": 0, "cover_refused": 1, "real_evicted": 0, "real_refused": 1
+    }
     assert scheduler.pop_all() == ["r1", "r2"]
 
 
@@ -59,7 +62,9 @@ def test_real_evicts_the_cover_with_the_latest_deadline() -> None:
     assert not scheduler.push(0.0, "cover when full", cover=True)
     assert scheduler.push(2.0, "another real")  # evicts the early cover, the only one left
     assert not scheduler.push(2.0, "and another")  # no cover left
-    assert dict(scheduler.drops) == {"cover_evicted": 2, "cover_refused": 1, "real_refused": 1}
+    assert dict(scheduler.drops) == {
+        "cover_evicted": 2, "cover_refused": 1, "real_evicted": 0, "real_refused": 1
+    }
     assert scheduler.next_deadline() == 2.0
     assert scheduler.pop_all() == ["another real", "real", "new real"]
 
@@ -96,8 +101,43 @@ def test_memory_stays_bounded_under_sustained_eviction() -> None:
         scheduler.push(float(i) / 100 + 6, i, cover=True)
         # dead entries are compacted away: the heaps never hold much more than `capacity`
         assert len(scheduler._heap) <= 2 * capacity + 64 + 1
-        assert len(scheduler._cover_heap) <= 2 * capacity + 64 + 1
+        assert sum(map(len, scheduler._latest.values())) <= 2 * capacity + 64 + 1
     assert len(scheduler) <= capacity
+
+
+def test_a_flooding_source_fills_only_its_share() -> None:
+    capacity = 10
+    scheduler: DelayScheduler[str] = DelayScheduler(capacity)
+    for i in range(100):  # valid packets with long delays, as fast as the link takes them
+        scheduler.push(100.0 + i, f"flood {i}", source=b"flooder")
+    assert len(scheduler) == capacity and scheduler.drops["real_refused"] == 90
+    for peer in range(4):  # the honest peers' packets are still taken...
+        for i in range(2):
+            assert scheduler.push(1.0 + i, f"peer {peer}.{i}", source=bytes([peer]))
+    # ...each evicting the flooder's latest packet, until it holds no more than any of them
+    assert scheduler.drops["real_evicted"] == 8
+    assert not scheduler.push(0.5, "flood again", source=b"flooder")
+    assert not scheduler.push(0.5, "peer 0 again", source=bytes([0]))  # a full share too
+    assert scheduler.push(0.5, "a new peer", source=b"new")
+    assert scheduler.drops["real_evicted"] == 9
+    left = scheduler.pop_all()
+    assert left[0] == "a new peer" and sum(item.startswith("peer") for item in left) == 8
+    assert left[-1] == "flood 0"  # the flooder kept its earliest
+
+
+def test_memory_stays_bounded_under_sustained_fair_eviction() -> None:
+    capacity = 100
+    scheduler: DelayScheduler[int] = DelayScheduler(capacity)
+    for i in range(20_000):  # a flood that keeps the heap full; other sources come and go
+        now = float(i) / 100
+        scheduler.pop_due(now)
+        scheduler.push(now + 50, i, source="flooder")
+        scheduler.push(now + 1, i, source=i % 500)
+        assert len(scheduler._heap) <= 2 * capacity + 64 + 1
+        assert sum(map(len, scheduler._latest.values())) <= 2 * capacity + 64 + 1
+        assert len(scheduler._latest) <= 2 * capacity + 64 + 1 and len(scheduler._counts) <= capacity
+    assert len(scheduler) == capacity
+    assert scheduler.drops["real_evicted"] > 10_000
 
 
 @dataclass
@@ -105,19 +145,29 @@ class ModelScheduler:
     """The obvious quadratic implementation of the same policy, for comparison."""
 
     capacity: int
-    queued: list[tuple[float, int, int, bool]] = field(default_factory=list)
+    queued: list[tuple[float, int, int, bool, int]] = field(default_factory=list)
     seq: int = 0
     drops: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
 
-    def push(self, deadline: float, item: int, cover: bool) -> bool:
+    def push(self, deadline: float, item: int, cover: bool, source: int = 0) -> bool:
         if len(self.queued) >= self.capacity:
-            covers = [entry for entry in self.queued if entry[3]]
-            if cover or not covers:
-                self.drops["cover_refused" if cover else "real_refused"] += 1
+            if cover:
+                self.drops["cover_refused"] += 1
                 return False
-            self.queued.remove(max(covers, key=lambda entry: (entry[0], entry[1])))
-            self.drops["cover_evicted"] += 1
-        self.queued.append((deadline, self.seq, item, cover))
+            covers = [entry for entry in self.queued if entry[3]]
+            if covers:
+                self.queued.remove(max(covers, key=lambda entry: (entry[0], entry[1])))
+                self.drops["cover_evicted"] += 1
+            else:
+                counts = Counter(entry[4] for entry in self.queued)
+                most = max(counts.values())
+                if counts[source] >= most:
+                    self.drops["real_refused"] += 1
+                    return False
+                fattest = [entry for entry in self.queued if counts[entry[4]] == most]
+                self.queued.remove(max(fattest, key=lambda entry: (entry[0], entry[1])))
+                self.drops["real_evicted"] += 1
+        self.queued.append((deadline, self.seq, item, cover, source))
         self.seq += 1
         return True
 
@@ -129,28 +179,29 @@ class ModelScheduler:
 
 operations = st.lists(
     st.one_of(
-        st.tuples(st.just("push"), st.integers(0, 50), st.booleans()),
-        st.tuples(st.just("pop"), st.integers(0, 50), st.just(False)),
+        st.tuples(st.just("push"), st.integers(0, 50), st.booleans(), st.integers(0, 3)),
+        st.tuples(st.just("pop"), st.integers(0, 50), st.just(False), st.just(0)),
     ),
     max_size=300,
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=300)
 @given(st.integers(1, 8), operations)
 def test_the_heap_behaves_like_the_obvious_model(
-    capacity: int, ops: list[tuple[str, int, bool]]
+    capacity: int, ops: list[tuple[str, int, bool, int]]
 ) -> None:
     scheduler: DelayScheduler[int] = DelayScheduler(capacity)
     model = ModelScheduler(capacity)
-    for item, (op, time, cover) in enumerate(ops):
+    for item, (op, time, cover, source) in enumerate(ops):
         if op == "push":
-            assert scheduler.push(float(time), item, cover=cover) == model.push(
-                float(time), item, cover
+            assert scheduler.push(float(time), item, cover=cover, source=source) == model.push(
+                float(time), item, cover, source
             )
         else:
             assert scheduler.pop_due(float(time)) == model.pop_due(float(time))
         assert len(scheduler) == len(model.queued)
+        assert scheduler.cover_count == sum(entry[3] for entry in model.queued)
         assert dict(scheduler.drops) == model.drops
         expected_next = min((entry[0] for entry in model.queued), default=None)
         assert scheduler.next_deadline() == expected_next
@@ -245,15 +296,17 @@ async def test_capacity_and_eviction_through_the_driver(
     task = make_task(recorder, capacity=2)
     now = trio.current_time()
     assert task.push(now + 5, "cover", cover=True)
-    assert task.push(now + 6, "real 1")
-    assert task.push(now + 7, "real 2")  # evicts the cover
-    assert not task.push(now + 1, "real 3")
+    assert task.push(now + 6, "flood 1", source="flooder")
+    assert task.push(now + 7, "flood 2", source="flooder")  # evicts the cover
+    assert task.push(now + 1, "honest", source="peer")  # evicts flood 2, the flooder's latest
+    assert not task.push(now + 1, "flood 3", source="flooder")  # its share is full
     assert not task.push(now + 1, "cover 2", cover=True)
     assert await run_for(task, recorder, 10.0) == []
-    assert [item for _, item in recorder.sent] == ["real 1", "real 2"]
+    assert [item for _, item in recorder.sent] == ["honest", "flood 1"]
     assert dict(task.scheduler.drops) == {
         "cover_evicted": 1,
         "cover_refused": 1,
+        "real_evicted": 1,
         "real_refused": 1,
     }
 

@@ -45,6 +45,8 @@ from trimix.testnet import (
 
 EPOCH_SECONDS = 5.0
 REGISTRATIONS_PER_HOUR = 30
+QUEUE_CAPACITY = 400
+"""Each node's delay queue: small enough for one test's flood to fill it."""
 """The gateways' budget of new mailboxes from 127.0.0.1: the tests before the last register
 fewer than ten at each; the last one spends the rest."""
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -54,7 +56,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptio
 def testnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestnetPlan, TestnetProcesses]]:
     plan = plan_testnet(
         tmp_path_factory.mktemp("testnet"), epoch_seconds=EPOCH_SECONDS,
-        registrations_per_hour=REGISTRATIONS_PER_HOUR,
+        registrations_per_hour=REGISTRATIONS_PER_HOUR, queue_capacity=QUEUE_CAPACITY,
     )
     processes = TestnetProcesses(plan)
     try:
@@ -310,6 +312,85 @@ async def test_misbehaving_peers_do_not_stop_forwarding(
         refused = await _metric(node, "trimix_link_events_total", "handshake_")
         unauthorized = await _metric(node, "trimix_link_events_total", "refused_unauthorized")
         assert refused > before[node.name] and unauthorized >= 1
+
+
+async def test_a_flooding_mix_fills_only_its_own_share_of_the_next_ones_queue(
+    testnet: tuple[TestnetPlan, TestnetProcesses],
+) -> None:
+    """A byzantine mix of the consensus floods a mix of the next layer with valid packets,
+    each held for nearly the longest delay allowed, so that its delay queue (QUEUE_CAPACITY
+    here) stays full. The honest packets that reach that mix meanwhile from another peer
+    still go through: the flood fills only its own share of the queue."""
+    plan, _ = testnet
+    geometry = plan.geometry
+    entry, exit_ = plan.gateways
+    nodes = {node.name: node for node in plan.nodes}
+    victim, impostor, honest_hops = nodes["mix-3a"], nodes["mix-2b"], ["mix-1a", "mix-2a"]
+    consensus = await _fetcher(plan).fetch(plan.clock.epoch_at(time.time()))
+    epoch = consensus.epoch
+    rng = random.Random(23)
+
+    def hop(node: PlannedNode, delay_ms: int) -> PathHop:
+        key = consensus.descriptor(node.node_id).sphinx_key(epoch)
+        return PathHop(node.node_id, key, (NodeDelay(delay_ms),))
+
+    # Each flood packet waits at the victim for 95 % of the cap, then dies at the exit
+    # gateway (a mailbox nobody has): 10 per 10 ms keep a queue of QUEUE_CAPACITY full.
+    hold = consensus.parameters.max_delay_ms * 95 // 100
+    exit_key = consensus.descriptor(exit_.node_id).sphinx_key(epoch)
+    flood = [
+        create_packet(geometry, [
+            hop(victim, hold), PathHop(exit_.node_id, exit_key, (Recipient(rng.randbytes(32)),)),
+        ], bytes(geometry.user_payload_size), rng=rng.randbytes)
+        for _ in range(3000)
+    ]
+    receiver = await _client(exit_, LinkKey.generate(), plan)
+    mailbox = await receiver.register()
+    sender = await _client(entry, LinkKey.generate(), plan)
+    await sender.register()
+    honest = 20
+    honest_path = [hop(entry, 5), *(hop(nodes[name], 5) for name in honest_hops), hop(victim, 5),
+                   PathHop(exit_.node_id, exit_key, (Recipient(mailbox), NodeDelay(5)))]
+    # No SURB-ACK (a zero field): the exit stores the rest, which the receiver fetches.
+    frames = [rng.randbytes(geometry.user_payload_size - geometry.surb_size) for _ in range(honest)]
+    evicted_before = await _metric(victim, "trimix_packets_dropped_total", 'reason="real_evicted"')
+    refused_before = await _metric(victim, "trimix_packets_dropped_total", 'reason="real_refused"')
+    link = await open_link("127.0.0.1", victim.port, _link_key(impostor).private_key,
+                           victim.link_public_key, geometry.packet_size)
+    full = trio.Event()
+
+    async def flood_it() -> None:
+        for start in range(0, len(flood), 10):
+            await link.send_many([Frame(FrameKind.PACKET, p) for p in flood[start:start + 10]])
+            await trio.sleep(0.01)
+            if start == 1000:
+                full.set()  # after 1 s of it: the longest a flood packet is held
+
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(flood_it)
+            await full.wait()
+            for frame in frames:  # while the victim's queue is full of the flood
+                payload = bytes(geometry.surb_size) + frame
+                await sender.send_packet(create_packet(geometry, honest_path, payload))
+                await trio.sleep(0.05)
+        fetched: list[bytes] = []
+        with trio.move_on_after(30):  # each honest packet needs well under a second
+            while len(fetched) < honest:
+                batch = await receiver.fetch(16)
+                await receiver.ack([m.message_id for m in batch])
+                fetched += [m.message.payload for m in batch]
+                await trio.sleep(0.05 if not batch else 0)
+    await link.aclose()
+    await sender.aclose()
+    await receiver.aclose()
+    assert sorted(fetched) == sorted(frames)  # every honest packet, once
+    # The victim's queue was full: it refused the flood past the flood's share, and evicted
+    # flood packets to take the honest ones.
+    await _wait_metric(victim, "trimix_packets_dropped_total", 'reason="real_refused"',
+                       refused_before + 1)
+    evicted = await _metric(victim, "trimix_packets_dropped_total", 'reason="real_evicted"')
+    assert evicted - evicted_before >= 1
 
 
 async def test_gateway_sigkill_loses_no_stored_message(
